@@ -1,0 +1,1 @@
+"""exportflow HTTP front (routes land with the API issue)."""

@@ -1,0 +1,1 @@
+"""exportflow data path: settings, datasets, source, transform, writers, storage, flows."""

@@ -1,0 +1,71 @@
+"""The data path end to end: count, keyset chunks, transform, writer, into one sink."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from flows.request import ExportPlan
+from flows.settings import Settings
+from flows.source import Source, iter_chunks
+from flows.transform import Transform
+from flows.writers import make_writer
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was written."""
+
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class HashingSink:
+    """Passes writes through while counting bytes and hashing them."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink = sink
+        self.bytes = 0
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        """Write, count, hash."""
+        self.hash.update(data)
+        self.bytes += len(data)
+        return self.sink.write(data)
+
+
+def count_rows(url: str, plan: ExportPlan) -> int:
+    """How many rows the plan exports."""
+    with Source(url, plan) as src:
+        return src.count()
+
+
+def export(
+    url: str,
+    plan: ExportPlan,
+    sink: BinaryIO,
+    settings: Settings,
+    on_progress: Progress | None = None,
+    total: int | None = None,
+    after: Any = None,
+) -> ExportResult:
+    """Write the plan's rows to `sink` in the request's format."""
+    total = count_rows(url, plan) if total is None else total
+    writer = make_writer(plan.request, plan.columns, gzip_level=settings.gzip_level)
+    transform = Transform(plan)
+    out = HashingSink(sink)
+    writer.open(out)
+    done = 0
+    for chunk in iter_chunks(url, plan, settings.chunk_rows, after=after):
+        writer.write(transform(chunk.table))
+        done += chunk.table.num_rows
+        if on_progress:
+            on_progress(done, max(total, done))
+    writer.close()
+    return ExportResult(rows=done, bytes=out.bytes, sha256=out.hash.hexdigest())

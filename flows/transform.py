@@ -1,0 +1,71 @@
+"""Arrow chunk → Polars frame ready for a writer: zones, infinities, formula neutralising, labels."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from flows.request import ExportPlan
+
+TEXT_TYPES = {"text", "character varying", "character"}
+# OWASP CSV injection: a cell starting with one of these is a formula to Excel or Sheets.
+FORMULA_TRIGGER = r"^[=+\-@\t\r\n]"
+_INT64_MAX, _INT64_MIN = 2**63 - 1, -(2**63)
+_INT32_MAX, _INT32_MIN = 2**31 - 1, -(2**31)
+
+
+def neutralise(col: pl.Expr) -> pl.Expr:
+    """Prefix a text cell that would start a formula with an apostrophe."""
+    return pl.when(col.str.contains(FORMULA_TRIGGER)).then(pl.lit("'") + col).otherwise(col)
+
+
+class Transform:
+    """Vectorised per-chunk transform for one plan; no per-row Python."""
+
+    def __init__(self, plan: ExportPlan) -> None:
+        self.plan = plan
+        self.names = [c.name for c in plan.columns]
+        self.labels = {c.name: c.label for c in plan.columns}
+        self.text_columns = [c.name for c in plan.columns if c.pg_type in TEXT_TYPES]
+        self.neutralise = plan.dataset.neutralise_formulas
+
+    def __call__(self, table: pa.Table) -> pl.DataFrame:
+        """Transform one chunk; columns come out in plan order, named by label."""
+        df = pl.from_arrow(table.select(self.names))
+        exprs = [self._temporal(df, name, dtype) for name, dtype in df.schema.items()]
+        exprs = [e for e in exprs if e is not None]
+        if self.neutralise:
+            exprs += [neutralise(pl.col(n)).alias(n) for n in self.text_columns]
+        if exprs:
+            df = df.with_columns(exprs)
+        return df.rename(self.labels)
+
+    def _temporal(self, df: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr | None:
+        col = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            raw = col.dt.epoch("us") if dtype.time_unit == "us" else col.cast(pl.Int64)
+            hi, lo = _INT64_MAX, _INT64_MIN
+        elif isinstance(dtype, pl.Date):
+            raw, hi, lo = col.cast(pl.Int32), _INT32_MAX, _INT32_MIN
+        else:
+            return None
+        shown = col
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            # Spreadsheets have no zones: show wall-clock time in the request's zone.
+            shown = col.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
+        stats = df.select(raw.max().alias("hi"), raw.min().alias("lo")).row(0)
+        if hi not in stats and lo not in stats:
+            return shown.alias(name)
+        # PostgreSQL's ±infinity arrive as the type's extreme values; keep their meaning as text.
+        finite = pl.when(raw.is_in([hi, lo])).then(None).otherwise(col)
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            finite = finite.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
+        text = finite.dt.to_string("%Y-%m-%d %H:%M:%S%.f" if dtype != pl.Date else "%Y-%m-%d")
+        return (
+            pl.when(raw == hi)
+            .then(pl.lit("infinity"))
+            .when(raw == lo)
+            .then(pl.lit("-infinity"))
+            .otherwise(text)
+            .alias(name)
+        )

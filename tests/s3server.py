@@ -1,0 +1,1 @@
+"""Placeholder replaced by the loopback S3 server fixture."""
