@@ -1,4 +1,4 @@
-"""The `exportflow` command: seed demo data, run exports in-process, manage the embedded database."""
+"""The `exportflow` command: seed demo data, export in-process, manage the embedded database."""
 
 from __future__ import annotations
 
@@ -43,12 +43,16 @@ def _parse_filter(text: str) -> Filter:
     return Filter(column=column, op=op, value=value.split(",") if op == "in" else value)
 
 
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _request(args: argparse.Namespace) -> ExportRequest:
     return ExportRequest(
         module=args.module,
         format=args.format,
-        columns=args.columns.split(",") if args.columns is not None else None,
-        ids=args.ids.split(",") if args.ids else None,
+        columns=_split(args.columns),
+        ids=_split(args.ids),
         date_from=args.date_from,
         date_to=args.date_to,
         filters=[_parse_filter(f) for f in args.filter],

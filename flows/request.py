@@ -77,7 +77,7 @@ def plan_export(req: ExportRequest, registry: Registry, max_ids: int) -> ExportP
         raise errors.UnknownModule(f"unknown module {req.module!r}; choose one of: {known}")
     if req.format not in FORMATS:
         raise errors.UnsupportedFormat(f"unsupported format {req.format!r}; use csv or xlsx")
-    if len(req.delimiter) != 1 or req.delimiter in "\"\r\n":
+    if len(req.delimiter) != 1 or req.delimiter in '"\r\n':
         raise errors.InvalidOption(
             f"delimiter {req.delimiter!r} must be one character other than a quote or line break"
         )

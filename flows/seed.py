@@ -1,4 +1,4 @@
-"""Demo tables `tags` and `products`, filled with realistic and hostile values in one statement each."""
+"""Demo tables `tags` and `products`, filled with realistic and hostile values."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ HOSTILE_TEXT = [
     "+cmd|' /C calc'!A0",
     "-2+3",
     "@import",
-    "=HYPERLINK(\"http://x\",\"y\")",
+    '=HYPERLINK("http://x","y")',
     "naïve café ÆØÅ",
     "日本語のテキスト",
     "emoji 🎉🚀",
@@ -67,7 +67,8 @@ INSERT INTO tags
 SELECT i,
        'tag ' || i || ' ' || (%(hostile)s::text[])[1 + i %% %(n)s],
        'tag-' || i,
-       CASE WHEN i %% 5 = 0 THEN NULL ELSE '#' || lpad(to_hex(i * 2654435761 %% 16777216), 6, '0') END,
+       CASE WHEN i %% 5 = 0 THEN NULL
+            ELSE '#' || lpad(to_hex(i * 2654435761 %% 16777216), 6, '0') END,
        (%(hostile)s::text[])[1 + (i * 7) %% %(n)s],
        CASE WHEN i %% 11 = 0 THEN NULL ELSE (i * 37) %% 10000 END,
        CASE WHEN i = 3 THEN 'infinity'::timestamptz
@@ -83,7 +84,8 @@ SELECT i,
        (%(hostile)s::text[])[1 + i %% %(n)s] || ' #' || i,
        CASE WHEN i %% 9 = 0 THEN NULL ELSE (%(hostile)s::text[])[1 + (i * 3) %% %(n)s] END,
        CASE WHEN i %% 13 = 0 THEN NULL ELSE ((i * 7919) %% 1000000) / 100.0 END,
-       ('5eed0000-0000-4000-8000-' || lpad(to_hex(i * 2654435761 %% 281474976710656), 12, '0'))::uuid,
+       ('5eed0000-0000-4000-8000-'
+        || lpad(to_hex(i * 2654435761 %% 281474976710656), 12, '0'))::uuid,
        ('{"color": "' || (ARRAY['red', 'green', 'blue'])[1 + i %% 3] || '", "size": ' || i %% 50
         || ', "note": ' || (%(hostile_json)s::text[])[1 + i %% %(n)s] || '}')::jsonb,
        CASE WHEN i %% 17 = 0 THEN NULL ELSE i %% 2 = 0 END,

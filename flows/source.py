@@ -102,7 +102,9 @@ def bound_query(plan: ExportPlan, after: Any, limit: int) -> Query:
         f"SELECT {key} AS k FROM {quote_ident(plan.dataset.table)}{where}"
         f" ORDER BY {key} LIMIT {int(limit)}"
     )
-    return Query(f"SELECT max(k)::text AS hi, count(*) AS n FROM ({inner}) AS page", tuple(params.values))
+    return Query(
+        f"SELECT max(k)::text AS hi, count(*) AS n FROM ({inner}) AS page", tuple(params.values)
+    )
 
 
 def range_query(plan: ExportPlan, lo: Any, hi: Any) -> Query:

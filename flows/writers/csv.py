@@ -34,7 +34,9 @@ class CsvWriter:
         """BOM and header row."""
         head = b"\xef\xbb\xbf" if self.request.bom else b""
         if self.request.header:
-            header = pl.DataFrame({label: [] for label in self.labels}, schema=dict.fromkeys(self.labels, pl.String))
+            header = pl.DataFrame(
+                {label: [] for label in self.labels}, schema=dict.fromkeys(self.labels, pl.String)
+            )
             head += self._csv(header, include_header=True)
         return self._pack(head)
 

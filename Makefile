@@ -1,0 +1,39 @@
+# Two entry points for a newcomer: `make demo` and `make test`. Needs Python 3.11+ and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+ROWS   ?= 100000
+
+.PHONY: install demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## embedded PostgreSQL, demo data, a CSV and an XLSX export
+	$(BIN)/exportflow seed --rows $(ROWS)
+	mkdir -p .exportflow/demo
+	$(BIN)/exportflow export products --bom -o .exportflow/demo/products.csv
+	$(BIN)/exportflow export products --format xlsx --timezone Europe/Berlin -o .exportflow/demo/products.xlsx
+	$(BIN)/exportflow export tags --filter name:contains:comma -o .exportflow/demo/tags-with-commas.csv
+	@echo "demo files in .exportflow/demo/"; ls -l .exportflow/demo
+
+test: install  ## the suite, against EXPORTFLOW_TEST_DATABASE_URL or an embedded PostgreSQL
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install  ## the benchmark table (seeds 1M and 10M rows once; takes several minutes)
+	$(BIN)/python bench/bench_export.py
+
+clean:
+	-$(BIN)/exportflow db stop
+	rm -rf $(VENV) .exportflow .pytest_cache .ruff_cache
