@@ -62,7 +62,9 @@ def export(
     out = HashingSink(sink)
     writer.open(out)
     done = 0
-    for chunk in iter_chunks(url, plan, settings.chunk_rows, after=after):
+    for chunk in iter_chunks(
+        url, plan, settings.chunk_rows, after=after, readers=settings.read_connections
+    ):
         writer.write(transform(chunk.table))
         done += chunk.table.num_rows
         if on_progress:

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     )
     public_api_url: str = "http://127.0.0.1:8000"
 
-    chunk_rows: int = Field(100_000, ge=1, description="Rows per keyset chunk.")
+    chunk_rows: int = Field(40_000, ge=1, description="Rows per keyset chunk.")
+    read_connections: int = Field(2, ge=1, le=8, description="Connections reading chunks ahead.")
     direct_max_rows: int = Field(10_000, ge=0, description="Up to this many rows: direct response.")
     stream_max_rows: int = Field(100_000, ge=0, description="Up to this many rows: streamed.")
     link_expiry_seconds: int = Field(24 * 3600, ge=1)

@@ -201,7 +201,7 @@ def iter_chunks(
         with Source(url, plan) as probe:
             lo, index, more = after, 0, True
             while more or pending:
-                while more and len(pending) < readers + 1:
+                while more and len(pending) < readers:
                     bound = probe.next_bound(lo, chunk_rows)
                     if bound is None:
                         more = False

@@ -30,7 +30,7 @@ class CsvWriter:
         if request.gzip:
             self.extension, self.media_type = "csv.gz", "application/gzip"
 
-    def preamble(self) -> bytes:
+    def preamble(self) -> bytes | memoryview:
         """BOM and header row."""
         head = b"\xef\xbb\xbf" if self.request.bom else b""
         if self.request.header:
@@ -40,7 +40,7 @@ class CsvWriter:
             head += self._csv(header, include_header=True)
         return self._pack(head)
 
-    def encode(self, df: pl.DataFrame) -> bytes:
+    def encode(self, df: pl.DataFrame) -> bytes | memoryview:
         """One chunk's rows."""
         return self._pack(self._csv(df, include_header=False))
 
@@ -51,13 +51,19 @@ class CsvWriter:
 
     def write(self, df: pl.DataFrame) -> None:
         """Write one chunk."""
-        self.sink.write(self.encode(df))
+        if self.request.gzip:
+            self.sink.write(self.encode(df))
+        else:
+            # Straight into the sink: no chunk-sized buffer in between.
+            self._csv(df, include_header=False, out=self.sink)
 
     def close(self) -> None:
         """Nothing follows the rows in CSV."""
 
-    def _csv(self, df: pl.DataFrame, include_header: bool) -> bytes:
-        buf = io.BytesIO()
+    def _csv(
+        self, df: pl.DataFrame, include_header: bool, out: BinaryIO | None = None
+    ) -> bytes | memoryview:
+        buf = out or io.BytesIO()
         df.write_csv(
             buf,
             include_header=include_header,
@@ -67,9 +73,10 @@ class CsvWriter:
             datetime_format=DATETIME_FORMAT,
             date_format="%Y-%m-%d",
         )
-        return buf.getvalue()
+        # A view, not a copy: a chunk's text is tens of MiB.
+        return b"" if out else buf.getbuffer()
 
-    def _pack(self, data: bytes) -> bytes:
+    def _pack(self, data: bytes | memoryview) -> bytes | memoryview:
         if not self.request.gzip or not data:
             return data
         # mtime=0: the same rows always give the same bytes (resumed runs match).
