@@ -1,4 +1,4 @@
-"""Where files go: a local folder or any S3 store, through fsspec; writes commit only when complete."""
+"""Where files go: a local folder or any S3 store (fsspec); writes commit only when complete."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import BinaryIO
 from urllib.parse import quote, urlencode, urlparse
 
 import fsspec
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
 
 from flows.errors import StorageError, StorageUnavailable
 from flows.settings import Settings
@@ -21,13 +23,61 @@ from flows.settings import Settings
 TMP_DIR = ".tmp"
 
 
+# Error codes an S3 store answers when a later attempt may succeed.
+_TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+    }
+)
+_TRANSIENT_TEXT = (
+    "SlowDown",
+    "timed out",
+    "Could not connect",
+    "Connection refused",
+    "Connection reset",
+    "Service Unavailable",
+)
+
+# S3 client limits: an unreachable store fails within seconds, not minutes. The flow's
+# task retries handle longer outages (the errors below are transient).
+S3_CONFIG = {
+    "signature_version": "s3v4",
+    "connect_timeout": 5,
+    "read_timeout": 30,
+    "retries": {"total_max_attempts": 3, "mode": "standard"},
+}
+S3_BLOCK_SIZE = 16 * 2**20
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """5xx, throttling, timeouts, refused or dropped connections, anywhere in the cause chain."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (TimeoutError, ConnectionError, BotoConnectionError, HTTPClientError)):
+            return True
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            code = response.get("Error", {}).get("Code", "")
+            if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
+                return True
+        e = e.__cause__ or e.__context__
+    text = str(exc)
+    return any(s in text for s in _TRANSIENT_TEXT)
+
+
 def _storage_error(exc: BaseException, what: str) -> Exception:
     """5xx, timeouts and refused connections are worth a retry; the rest is not."""
     text = str(exc)
-    transient = isinstance(exc, (TimeoutError, ConnectionError)) or any(
-        s in text for s in ("500", "502", "503", "504", "SlowDown", "timed out", "Connect")
-    )
-    cls = StorageUnavailable if transient else StorageError
+    cls = StorageUnavailable if _is_transient(exc) else StorageError
     return cls(f"storage {what} failed: {text.splitlines()[0] if text else type(exc).__name__}")
 
 
@@ -37,11 +87,15 @@ def sign_local(key: str, expires: int, secret: str) -> str:
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
-def verify_local(key: str, expires: int, signature: str, secret: str, now: float | None = None) -> bool:
+def verify_local(
+    key: str, expires: int, signature: str, secret: str, now: float | None = None
+) -> bool:
     """Whether a local download link is authentic and not yet expired."""
-    if (now or time.time()) > expires:
+    if (time.time() if now is None else now) > expires:
         return False
-    return hmac.compare_digest(sign_local(key, expires, secret), signature)
+    expected = sign_local(key, expires, secret).encode()
+    # bytes: compare_digest refuses non-ASCII str, and a signature comes from a URL.
+    return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
 class Storage:
@@ -60,9 +114,14 @@ class Storage:
                 secret=key,
                 endpoint_url=settings.s3_endpoint_url,
                 client_kwargs={"region_name": settings.s3_region},
-                config_kwargs={"signature_version": "s3v4"},
-                skip_instance_cache=True,
+                config_kwargs=S3_CONFIG,
+                # Other processes write and delete too: never answer from a stale listing.
+                # With no listings to go stale, fsspec may share one client per configuration
+                # (building one costs about a second; `sign` runs once per download request).
+                use_listings_cache=False,
             )
+            # botocore's retries (above) are the only ones: s3fs would repeat each of them.
+            self.fs.retries = 1
             self.root = f"{parsed.netloc}{parsed.path}"
         else:
             self.fs = fsspec.filesystem("file")
@@ -94,17 +153,18 @@ class Storage:
     def _s3_write(self, key: str) -> Iterator[BinaryIO]:
         # A multipart upload is invisible until completed: completing it is the commit.
         try:
-            f = self.fs.open(self.path(key), "wb", block_size=16 * 2**20)
+            f = self.fs.open(self.path(key), "wb", block_size=S3_BLOCK_SIZE)
         except Exception as exc:
             raise _storage_error(exc, "open") from exc
         try:
-            yield f
+            yield _S3Upload(f)
         except BaseException:
-            f.discard()
+            _discard(f)
             raise
         try:
             f.close()
         except Exception as exc:
+            _discard(f)
             raise _storage_error(exc, "commit") from exc
 
     def exists(self, key: str) -> bool:
@@ -117,8 +177,12 @@ class Storage:
 
     def delete(self, key: str) -> bool:
         """Delete `key`; False if it was already gone."""
+        path = self.path(key)
         try:
-            self.fs.rm_file(self.path(key))
+            # S3 answers a delete of a missing key with success: ask first.
+            if not self.fs.exists(path):
+                return False
+            self.fs.rm_file(path)
         except FileNotFoundError:
             return False
         except Exception as exc:
@@ -145,6 +209,43 @@ class Storage:
             raise
         except Exception as exc:
             raise _storage_error(exc, what) from exc
+
+
+class _S3Upload:
+    """The S3 file being written; upload failures surface as storage errors."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def write(self, data) -> int:
+        """Buffer `data`; a full block is uploaded as one part."""
+        try:
+            return self._f.write(data)
+        except Exception as exc:
+            raise _storage_error(exc, "write") from exc
+
+    def flush(self) -> None:
+        """Upload the buffer if it holds a full block."""
+        try:
+            self._f.flush()
+        except Exception as exc:
+            raise _storage_error(exc, "write") from exc
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
+def _discard(f) -> None:
+    """Abort the upload (best effort: the original error matters more) and close `f`.
+
+    A discarded file must also be marked closed, or its finaliser would try to flush it.
+    """
+    try:
+        f.discard()
+    except Exception:
+        pass
+    finally:
+        f.closed = True
 
 
 @contextlib.contextmanager
