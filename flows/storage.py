@@ -189,6 +189,29 @@ class Storage:
             raise _storage_error(exc, "delete") from exc
         return True
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every file under `prefix`; returns how many."""
+        keys = [key for key, _ in self.list(prefix)]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def list(self, prefix: str) -> list[tuple[str, float]]:
+        """(key, modified time as a UNIX timestamp) of every file under `prefix`."""
+        base = self.path(prefix).rstrip("/")
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:
+            raise _storage_error(exc, "list") from exc
+        out = []
+        for path, info in found.items():
+            modified = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
+            stamp = modified.timestamp() if hasattr(modified, "timestamp") else float(modified)
+            out.append((path[len(self.root) + 1 :].lstrip("/"), stamp))
+        return sorted(out)
+
     def open_read(self, key: str) -> BinaryIO:
         """The file under `key`, for reading (seekable)."""
         return self._call("read", lambda: self.fs.open(self.path(key), "rb"))

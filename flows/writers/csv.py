@@ -22,7 +22,9 @@ class CsvWriter:
     extension = "csv"
     media_type = "text/csv; charset=utf-8"
 
-    def __init__(self, request: ExportRequest, columns: list[Column], gzip_level: int = 6) -> None:
+    def __init__(
+        self, request: ExportRequest, columns: list[Column], gzip_level: int = 6, **_options: object
+    ) -> None:
         self.request = request
         self.labels = [c.label for c in columns]
         self.gzip_level = gzip_level

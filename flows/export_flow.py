@@ -1,0 +1,173 @@
+"""export_flow(job_id): one background export as a Prefect flow run, resumable chunk by chunk."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import UTC, datetime, timedelta
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.runtime import flow_run
+from prefect.states import Completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.engine import ExportResult
+from flows.errors import ExportflowError, is_transient
+from flows.parts import Checkpoint, assemble, final_key, parts_prefix, write_part
+from flows.runtime import runtime
+from flows.source import Source
+from flows.transform import Transform
+from flows.writers import make_writer
+
+RETRY_DELAYS = [1, 5, 15]
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Retry lost connections and storage hiccups; fail at once on anything else."""
+    return is_transient(state.result(raise_on_failure=False))
+
+
+class JobNotFound(ExportflowError):
+    """The flow was given a job id that has no row."""
+
+    code = "job_not_found"
+
+
+def _run_name() -> str:
+    job_id = flow_run.parameters["job_id"]
+    job = runtime().jobs.get(job_id)
+    return f"export-{job.module if job else 'unknown'}-{job_id}"
+
+
+@task(
+    retries=1,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_if_transient,
+    task_run_name="count-{job_id}",
+    persist_result=False,
+)
+def count_rows(job_id: str) -> int:
+    """How many rows the job exports."""
+    rt = runtime()
+    with Source(rt.url, rt.plan(rt.jobs.get(job_id))) as src:
+        return src.count()
+
+
+@task(
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_if_transient,
+    task_run_name="chunk-{index}",
+    persist_result=False,
+)
+def export_chunk(job_id: str, index: int, lo: str | None, hi: str) -> int:
+    """Read rows lo < key <= hi, transform them, store them as part `index`."""
+    rt = runtime()
+    plan = rt.plan(rt.jobs.get(job_id))
+    with Source(rt.url, plan) as src:
+        table = src.read_range(lo, hi)
+    return write_part(rt.storage, job_id, index, Transform(plan)(table))
+
+
+@task(
+    retries=2,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_if_transient,
+    task_run_name="assemble-{job_id}",
+    persist_result=False,
+)
+def assemble_file(job_id: str, indexes: list[int]) -> tuple[str, ExportResult]:
+    """Write the parts, in order, into the final file."""
+    rt = runtime()
+    job = rt.jobs.get(job_id)
+    plan = rt.plan(job)
+    extension = make_writer(plan.request, plan.columns).extension
+    key = final_key(job_id, job.module, extension)
+    return key, assemble(rt.storage, rt.settings, plan, job_id, indexes, key)
+
+
+class Progress:
+    """Rows done, to the job row and the run's progress artifact, in one place."""
+
+    def __init__(self, job_id: str, total: int) -> None:
+        self.job_id, self.total = job_id, total
+        self.artifact = create_progress_artifact(
+            progress=0.0, key=f"export-progress-{job_id}", description=f"Export {job_id}"
+        )
+
+    def __call__(self, checkpoint: Checkpoint) -> None:
+        done = checkpoint.rows
+        runtime().jobs.progress(self.job_id, done, checkpoint.to_dict())
+        pct = 100.0 * done / self.total if self.total else 100.0
+        update_progress_artifact(self.artifact, min(pct, 100.0), f"{done:,} of {self.total:,} rows")
+
+
+def _chunks(job_id: str, checkpoint: Checkpoint, progress: Progress) -> None:
+    """Bound, submit and collect chunks in key order; two read ahead of the checkpoint."""
+    rt = runtime()
+    plan = rt.plan(rt.jobs.get(job_id))
+    pending: deque = deque()
+    lo, more = checkpoint.last_key, True
+    index = checkpoint.parts[-1]["index"] + 1 if checkpoint.parts else 0
+    with Source(rt.url, plan) as probe:
+        while more or pending:
+            while more and len(pending) < rt.settings.read_connections:
+                bound = probe.next_bound(lo, checkpoint.chunk_rows)
+                if bound is None:
+                    more = False
+                    break
+                hi, n = bound
+                pending.append((index, lo, hi, export_chunk.submit(job_id, index, lo, hi)))
+                lo, index, more = hi, index + 1, n == checkpoint.chunk_rows
+            if pending:
+                i, c_lo, c_hi, future = pending.popleft()
+                checkpoint.add(i, c_lo, c_hi, future.result())
+                progress(checkpoint)
+
+
+def _end(job_id: str, status: str, code: str, message: str) -> None:
+    rt = runtime()
+    rt.jobs.finish(job_id, status, code, message)
+    rt.storage.delete_prefix(parts_prefix(job_id))
+
+
+def _on_cancellation(flow, flow_run, state) -> None:
+    _end(flow_run.parameters["job_id"], "cancelled", "cancelled", "cancelled by request")
+
+
+@flow(
+    name="export",
+    flow_run_name=_run_name,
+    persist_result=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    on_cancellation=[_on_cancellation],
+)
+def export_flow(job_id: str):
+    """Export one job's rows to its file; resumes from the job's checkpoint."""
+    rt = runtime()
+    job = rt.jobs.get(job_id)
+    if job is None:
+        raise JobNotFound(f"no export job {job_id}")
+    if job.status not in ("pending", "processing"):
+        return Completed(message=f"job already {job.status}")
+    log = get_run_logger()
+    try:
+        total = count_rows(job_id)
+        rt.jobs.start(job_id, total, flow_run.id)
+        checkpoint = Checkpoint.load(job.checkpoint, rt.settings.chunk_rows)
+        checkpoint.keep_existing(rt.storage, job_id)
+        if checkpoint.parts:
+            log.info("resuming after key %s (%s rows stored)", checkpoint.last_key, checkpoint.rows)
+        progress = Progress(job_id, total)
+        _chunks(job_id, checkpoint, progress)
+        key, result = assemble_file(job_id, [p["index"] for p in checkpoint.parts])
+    except ExportflowError as exc:
+        _end(job_id, "failed", exc.code, exc.message)
+        raise
+    except Exception as exc:
+        _end(job_id, "failed", "internal", f"{type(exc).__name__}: {exc}")
+        raise
+    expires = datetime.now(UTC) + timedelta(seconds=rt.settings.link_expiry_seconds)
+    rt.jobs.complete(job_id, result.rows, key, result.bytes, result.sha256, expires)
+    rt.storage.delete_prefix(parts_prefix(job_id))
+    return Completed(message=f"{result.rows:,} rows, {result.bytes:,} bytes")

@@ -1,0 +1,175 @@
+"""export_flow through Prefect's test harness: real flow and task runs, real database and files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import uuid
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.testing.utilities import prefect_test_harness
+
+from flows import runtime as runtime_module
+from flows import settings as settings_module
+from flows.engine import export
+from flows.export_flow import export_flow
+from flows.parts import part_key, parts_prefix
+from flows.request import ExportRequest, plan_export
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="module")
+def rt(settings, harness):
+    """The flows' runtime, pointed at the test database and a temporary folder store."""
+    saved = dict(os.environ)
+    os.environ.update(
+        EXPORTFLOW_DATABASE_URL=settings.database_url,
+        EXPORTFLOW_DATA_DIR=str(settings.data_dir),
+        EXPORTFLOW_STORAGE_URL=settings.resolved_storage_url,
+        EXPORTFLOW_CHUNK_ROWS="300",
+    )
+    settings_module.get_settings.cache_clear()
+    runtime_module.runtime.cache_clear()
+    yield runtime_module.runtime()
+    os.environ.clear()
+    os.environ.update(saved)
+    settings_module.get_settings.cache_clear()
+    runtime_module.runtime.cache_clear()
+
+
+def new_job(rt, **options):
+    request = ExportRequest(**{"module": "products", **options})
+    plan_export(request, rt.registry, rt.settings.max_selected_ids)
+    body = request.model_dump(by_alias=True)
+    return rt.jobs.create("user-1", request.module, request.format, "background", body)
+
+
+def reference(rt, job) -> bytes:
+    """The same export written in-process by the engine, for comparison."""
+    buf = io.BytesIO()
+    export(rt.url, rt.plan(job), buf, rt.settings)
+    return buf.getvalue()
+
+
+def read_file(rt, key: str) -> bytes:
+    with rt.storage.open_read(key) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_export_completes_with_file_progress_and_state(rt, fmt):
+    job = new_job(rt, format=fmt, gzip=fmt == "csv")
+    state = export_flow(str(job.id), return_state=True)
+    assert state.is_completed() and state.message == f"2,000 rows, {rt.jobs.get(job.id).file_bytes:,} bytes"
+    done = rt.jobs.get(job.id)
+    assert (done.status, done.processed_rows, done.total_rows) == ("completed", 2000, 2000)
+    data = read_file(rt, done.file_key)
+    assert done.file_key == f"exports/{job.id}/products.{'csv.gz' if fmt == 'csv' else 'xlsx'}"
+    assert hashlib.sha256(data).hexdigest() == done.sha256 and len(data) == done.file_bytes
+    assert data == reference(rt, done)
+    assert done.expires_at > done.finished_at > done.started_at
+    assert rt.storage.list(parts_prefix(str(job.id))) == []
+    assert [p["rows"] for p in done.checkpoint["parts"]] == [300] * 6 + [200]
+
+
+def test_run_name_progress_artifact_and_tasks_via_client(rt):
+    job = new_job(rt)
+    state = export_flow(str(job.id), return_state=True)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        assert run.name == f"export-products-{job.id}"
+        assert run.state.is_completed()
+        artifacts = client.read_artifacts()
+        mine = [a for a in artifacts if a.key == f"export-progress-{job.id}"]
+        assert mine and mine[0].type == "progress" and float(mine[0].data) == 100.0
+        tasks = client.read_task_runs()
+        names = {t.name for t in tasks if t.flow_run_id == run.id}
+        assert {f"chunk-{i}" for i in range(7)} <= names
+
+
+def test_resume_after_crash_gives_identical_file(rt):
+    job = new_job(rt, format="csv")
+    first = export_flow(str(job.id), return_state=True)
+    assert first.is_completed()
+    expected = rt.jobs.get(job.id).sha256
+    # A second job, crashed after three chunks: its checkpoint and parts are left behind.
+    crashed = new_job(rt, format="csv")
+    job_id = str(crashed.id)
+    from flows import export_flow as module
+
+    original = module.export_chunk.fn
+
+    def dies_after_three(job_id, index, lo, hi):
+        if index == 3:
+            raise SystemExit("worker killed")
+        return original(job_id, index, lo, hi)
+
+    module.export_chunk.fn = dies_after_three
+    try:
+        with pytest.raises(BaseException):
+            export_flow(job_id)
+    finally:
+        module.export_chunk.fn = original
+    stuck = rt.jobs.get(job_id)
+    assert stuck.status == "failed" or len(stuck.checkpoint["parts"]) == 3
+    rt.jobs._one("UPDATE export_jobs SET status = 'processing' WHERE id = %s RETURNING *", (job_id,))
+    assert rt.storage.exists(part_key(job_id, 2))
+    state = export_flow(job_id, return_state=True)
+    assert state.is_completed()
+    assert rt.jobs.get(job_id).sha256 == expected
+
+
+def test_transient_error_in_one_chunk_is_retried_to_identical_file(rt, monkeypatch):
+    from flows import export_flow as module
+    from flows.errors import SourceUnavailable
+
+    monkeypatch.setattr(module, "RETRY_DELAYS", [0])
+    job = new_job(rt)
+    original = module.export_chunk.fn
+    calls = []
+
+    def flaky(job_id, index, lo, hi):
+        calls.append(index)
+        if index == 2 and calls.count(2) == 1:
+            raise SourceUnavailable("connection lost")
+        return original(job_id, index, lo, hi)
+
+    monkeypatch.setattr(module.export_chunk, "fn", flaky)
+    monkeypatch.setattr(module.export_chunk, "retry_delay_seconds", [0])
+    state = export_flow(str(job.id), return_state=True)
+    assert state.is_completed() and calls.count(2) == 2
+    done = rt.jobs.get(job.id)
+    assert read_file(rt, done.file_key) == reference(rt, done)
+
+
+def test_terminal_error_fails_at_once_with_code(rt, monkeypatch):
+    from flows import export_flow as module
+    from flows.errors import SourceError
+
+    job = new_job(rt)
+    calls = []
+
+    def broken(job_id, index, lo, hi):
+        calls.append(index)
+        raise SourceError('column "name" does not exist')
+
+    monkeypatch.setattr(module.export_chunk, "fn", broken)
+    state = export_flow(str(job.id), return_state=True)
+    assert state.is_failed()
+    failed = rt.jobs.get(job.id)
+    assert (failed.status, failed.error_code) == ("failed", "source_error")
+    assert "does not exist" in failed.error and failed.file_key is None
+    assert sorted(set(calls)) == calls[: len(set(calls))] and len(calls) <= 2
+    assert rt.storage.list(parts_prefix(str(job.id))) == []
+
+
+def test_unknown_job_fails(rt):
+    state = export_flow(str(uuid.uuid4()), return_state=True)
+    assert state.is_failed()
