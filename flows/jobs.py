@@ -131,13 +131,31 @@ class JobStore:
             (status, code, message[:2000], str(job_id)),
         )
 
-    def expire_due(self, limit: int = 500) -> list[Job]:
-        """Completed jobs past their expiry, marked expired (their files are to be deleted)."""
+    def due_for_expiry(self, limit: int = 500) -> list[Job]:
+        """Completed jobs past their expiry, oldest first."""
         return self._all(
-            f"UPDATE export_jobs SET status = 'expired' WHERE id IN ("
-            f" SELECT id FROM export_jobs WHERE status = 'completed' AND expires_at < now()"
-            f" ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS}",
+            f"SELECT {_COLUMNS} FROM export_jobs WHERE status = 'completed'"
+            f" AND expires_at < now() ORDER BY expires_at LIMIT %s",
             (limit,),
+        )
+
+    def mark_expired(self, job_id: uuid.UUID | str) -> bool:
+        """Completed → expired, once its file is gone; False if another run did it."""
+        row = self._one(
+            f"UPDATE export_jobs SET status = 'expired' WHERE id = %s AND status = 'completed'"
+            f" RETURNING {_COLUMNS}",
+            (str(job_id),),
+        )
+        return row is not None
+
+    def record_attempt(self, job_id: uuid.UUID | str, flow_run_id: uuid.UUID | str) -> Job | None:
+        """A re-submitted run: count the attempt in the checkpoint, attach the new run."""
+        return self._one(
+            f"UPDATE export_jobs SET flow_run_id = %s, checkpoint = jsonb_set("
+            f"coalesce(checkpoint, '{{}}'::jsonb), '{{attempts}}',"
+            f" to_jsonb(coalesce((checkpoint->>'attempts')::int, 0) + 1))"
+            f" WHERE id = %s AND status IN ('pending', 'processing') RETURNING {_COLUMNS}",
+            (str(flow_run_id), str(job_id)),
         )
 
     def active_with_runs(self) -> list[Job]:

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     link_expiry_seconds: int = Field(24 * 3600, ge=1)
     max_selected_ids: int = Field(10_000, ge=1)
     gzip_level: int = Field(6, ge=1, le=9)
+    orphan_max_age_seconds: int = Field(3600, ge=60, description="Temp files older: removed.")
+    max_resume_attempts: int = Field(3, ge=0, description="Re-submissions of a crashed job.")
+    failure_rate_alert: float = Field(0.10, ge=0, le=1, description="Last hour's failed share.")
+    xlsx_sheet_rows: int = Field(1_048_575, ge=1, le=1_048_575)
 
     @property
     def resolved_storage_url(self) -> str:

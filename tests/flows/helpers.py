@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from flows.datasets import Dataset
+from flows.jobs import Job
+from flows.request import ExportRequest, plan_export
 from flows.transform import FORMULA_TRIGGER
 
 TRIGGERS = tuple("=+-@\t\r\n")
@@ -35,3 +37,13 @@ def neutralised(value: str) -> str:
 def wall_clock(value: datetime, tz: str) -> datetime:
     """An aware timestamp as naive wall-clock time in `tz`."""
     return value.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+
+
+def new_job(rt, **options) -> Job:
+    """A validated background job, as the API will create it."""
+    request = ExportRequest(**{"module": "products", **options})
+    plan_export(request, rt.registry, rt.settings.max_selected_ids)
+    body = request.model_dump(by_alias=True)
+    return rt.jobs.create("user-1", request.module, request.format, "background", body)
+
+

@@ -4,51 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import uuid
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.testing.utilities import prefect_test_harness
 
-from flows import runtime as runtime_module
-from flows import settings as settings_module
 from flows.engine import export
 from flows.export_flow import export_flow
 from flows.parts import part_key, parts_prefix
-from flows.request import ExportRequest, plan_export
-
-
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
-@pytest.fixture(scope="module")
-def rt(settings, harness):
-    """The flows' runtime, pointed at the test database and a temporary folder store."""
-    saved = dict(os.environ)
-    os.environ.update(
-        EXPORTFLOW_DATABASE_URL=settings.database_url,
-        EXPORTFLOW_DATA_DIR=str(settings.data_dir),
-        EXPORTFLOW_STORAGE_URL=settings.resolved_storage_url,
-        EXPORTFLOW_CHUNK_ROWS="300",
-    )
-    settings_module.get_settings.cache_clear()
-    runtime_module.runtime.cache_clear()
-    yield runtime_module.runtime()
-    os.environ.clear()
-    os.environ.update(saved)
-    settings_module.get_settings.cache_clear()
-    runtime_module.runtime.cache_clear()
-
-
-def new_job(rt, **options):
-    request = ExportRequest(**{"module": "products", **options})
-    plan_export(request, rt.registry, rt.settings.max_selected_ids)
-    body = request.model_dump(by_alias=True)
-    return rt.jobs.create("user-1", request.module, request.format, "background", body)
+from tests.flows.helpers import new_job
 
 
 def reference(rt, job) -> bytes:
@@ -113,7 +77,7 @@ def test_resume_after_crash_gives_identical_file(rt):
 
     module.export_chunk.fn = dies_after_three
     try:
-        with pytest.raises(BaseException):
+        with pytest.raises(SystemExit):
             export_flow(job_id)
     finally:
         module.export_chunk.fn = original
