@@ -57,7 +57,12 @@ def export(
 ) -> ExportResult:
     """Write the plan's rows to `sink` in the request's format."""
     total = count_rows(url, plan) if total is None else total
-    writer = make_writer(plan.request, plan.columns, gzip_level=settings.gzip_level)
+    writer = make_writer(
+        plan.request,
+        plan.columns,
+        gzip_level=settings.gzip_level,
+        sheet_rows=settings.xlsx_sheet_rows,
+    )
     transform = Transform(plan)
     out = HashingSink(sink)
     writer.open(out)
