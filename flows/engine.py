@@ -57,12 +57,7 @@ def export(
 ) -> ExportResult:
     """Write the plan's rows to `sink` in the request's format."""
     total = count_rows(url, plan) if total is None else total
-    writer = make_writer(
-        plan.request,
-        plan.columns,
-        gzip_level=settings.gzip_level,
-        sheet_rows=settings.xlsx_sheet_rows,
-    )
+    writer = make_writer(plan.request, plan.columns, settings)
     transform = Transform(plan)
     out = HashingSink(sink)
     writer.open(out)

@@ -17,7 +17,7 @@ from flows.parts import Checkpoint, assemble, final_key, parts_prefix, write_par
 from flows.runtime import runtime
 from flows.source import Source
 from flows.transform import Transform
-from flows.writers import make_writer
+from flows.writers import file_extension
 
 RETRY_DELAYS = [1, 5, 15]
 
@@ -81,8 +81,7 @@ def assemble_file(job_id: str, indexes: list[int]) -> tuple[str, ExportResult]:
     rt = runtime()
     job = rt.jobs.get(job_id)
     plan = rt.plan(job)
-    extension = make_writer(plan.request, plan.columns).extension
-    key = final_key(job_id, job.module, extension)
+    key = final_key(job_id, job.module, file_extension(plan.request))
     return key, assemble(rt.storage, rt.settings, plan, job_id, indexes, key)
 
 

@@ -96,7 +96,7 @@ def assemble(
     on_part: Callable[[int], None] | None = None,
 ) -> ExportResult:
     """Write the parts through the format's writer into `key`, committed when complete."""
-    writer = make_writer(plan.request, plan.columns, **writer_options(settings))
+    writer = make_writer(plan.request, plan.columns, settings)
     rows = 0
     with storage.open_write(key) as f:
         out = HashingSink(f)
@@ -109,11 +109,3 @@ def assemble(
                 on_part(df.height)
         writer.close()
     return ExportResult(rows=rows, bytes=out.bytes, sha256=out.hash.hexdigest())
-
-
-def writer_options(settings: Settings) -> dict:
-    """Writer options from settings, the same for every strategy."""
-    return {
-        "gzip_level": settings.gzip_level,
-        "sheet_rows": settings.xlsx_sheet_rows,
-    }

@@ -8,13 +8,11 @@ import polars as pl
 
 from flows.datasets import Column
 from flows.request import ExportRequest
+from flows.settings import Settings
 
 
 class Writer(Protocol):
     """What the engine drives: open once, write each chunk in order, close once."""
-
-    extension: str
-    media_type: str
 
     def open(self, sink: BinaryIO) -> None:
         """Write whatever precedes the rows."""
@@ -26,12 +24,33 @@ class Writer(Protocol):
         """Write whatever follows the rows; the sink stays open."""
 
 
-def make_writer(request: ExportRequest, columns: list[Column], **options) -> Writer:
-    """The writer for the request's format."""
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def file_extension(request: ExportRequest) -> str:
+    """The extension of the file the request produces."""
+    if request.format == "xlsx":
+        return "xlsx"
+    return "csv.gz" if request.gzip else "csv"
+
+
+def media_type(request: ExportRequest) -> str:
+    """The Content-Type of the file the request produces."""
+    if request.format == "xlsx":
+        return XLSX_MEDIA_TYPE
+    return "application/gzip" if request.gzip else "text/csv; charset=utf-8"
+
+
+def make_writer(
+    request: ExportRequest, columns: list[Column], settings: Settings | None = None
+) -> Writer:
+    """The writer for the request's format, with the options from settings (or defaults);
+    every strategy gets its writer here, so every strategy writes the same bytes."""
+    settings = settings or Settings(_env_file=None)
     if request.format == "xlsx":
         from flows.writers.xlsx import XlsxWriter
 
-        return XlsxWriter(request, columns, **options)
+        return XlsxWriter(request, columns, sheet_rows=settings.xlsx_sheet_rows)
     from flows.writers.csv import CsvWriter
 
-    return CsvWriter(request, columns, **options)
+    return CsvWriter(request, columns, gzip_level=settings.gzip_level)

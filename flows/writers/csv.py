@@ -19,18 +19,11 @@ class CsvWriter:
     """Each chunk encodes to bytes that depend on that chunk alone, so parts can be
     written separately and joined (gzip members concatenate into one valid stream)."""
 
-    extension = "csv"
-    media_type = "text/csv; charset=utf-8"
-
-    def __init__(
-        self, request: ExportRequest, columns: list[Column], gzip_level: int = 6, **_options: object
-    ) -> None:
+    def __init__(self, request: ExportRequest, columns: list[Column], gzip_level: int = 6) -> None:
         self.request = request
         self.labels = [c.label for c in columns]
         self.gzip_level = gzip_level
         self.sink: BinaryIO | None = None
-        if request.gzip:
-            self.extension, self.media_type = "csv.gz", "application/gzip"
 
     def preamble(self) -> bytes | memoryview:
         """BOM and header row."""

@@ -48,9 +48,6 @@ def header_labels(columns: list[Column], timezone: str) -> list[str]:
 class XlsxWriter:
     """Streams a workbook; see the module docstring for the layout."""
 
-    extension = "xlsx"
-    media_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
     def __init__(
         self,
         request: ExportRequest,
@@ -59,7 +56,6 @@ class XlsxWriter:
         sheet_rows: int = MAX_SHEET_ROWS,
         block_rows: int = BLOCK_ROWS,
         force_zip64: bool = False,
-        **_options: object,  # other formats' options (gzip_level, ...) do not apply
     ) -> None:
         if not 1 <= sheet_rows <= MAX_SHEET_ROWS:
             raise ValueError(f"sheet_rows must be between 1 and {MAX_SHEET_ROWS}")
