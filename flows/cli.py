@@ -1,4 +1,4 @@
-"""The `exportflow` command: seed demo data, export in-process, manage the embedded database."""
+"""The `exportflow` command: seed demo data, export in-process, the embedded database, the stack."""
 
 from __future__ import annotations
 
@@ -20,16 +20,19 @@ class ProgressBar:
         self.start = self.last = time.monotonic()
 
     def __call__(self, done: int, total: int, final: bool = False) -> None:
+        """Redraw; `total` 0 means not known yet."""
         now = time.monotonic()
         if not final and now - self.last < 0.2:
             return
         self.last = now
         rate = done / max(now - self.start, 1e-9)
-        pct = 100 * done / total if total else 100
-        width = 30
-        fill = int(width * pct / 100)
-        bar = "#" * fill + "-" * (width - fill)
-        self.stream.write(f"\r[{bar}] {done:,}/{total:,} rows {pct:5.1f}% {rate:,.0f} rows/s")
+        if total:
+            pct = 100 * done / total
+            fill = int(30 * pct / 100)
+            line = f"[{'#' * fill}{'-' * (30 - fill)}] {done:,}/{total:,} rows {pct:5.1f}%"
+        else:
+            line = f"[{'?' * 30}] {done:,} rows"
+        self.stream.write(f"\r{line} {rate:,.0f} rows/s")
         if final:
             self.stream.write("\n")
         self.stream.flush()
@@ -67,7 +70,7 @@ def _request(args: argparse.Namespace) -> ExportRequest:
 def cmd_export(args: argparse.Namespace) -> int:
     """Validate, then stream the export into a file that appears only when complete."""
     from flows.app import bootstrap
-    from flows.engine import count_rows, export
+    from flows.engine import export
     from flows.request import plan_export
     from flows.storage import atomic_local_file
 
@@ -75,11 +78,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     request = _request(args)
     url, registry = bootstrap(settings)
     plan = plan_export(request, registry, settings.max_selected_ids)
-    total = count_rows(url, plan)
     bar = ProgressBar()
     with atomic_local_file(Path(args.output)) as f:
-        result = export(url, plan, f, settings, on_progress=bar, total=total)
-    bar(result.rows, max(total, result.rows), final=True)
+        result = export(url, plan, f, settings, on_progress=bar)
+    bar(result.rows, result.rows, final=True)
     print(f"wrote {result.rows:,} rows, {result.bytes:,} bytes to {args.output}", file=sys.stderr)
     return 0
 
@@ -105,6 +107,21 @@ def cmd_db(args: argparse.Namespace) -> int:
         print("stopped" if stop_embedded(settings.data_dir) else "no embedded server running")
     else:
         print(database_url(settings))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """The whole stack on this machine, until Ctrl-C or SIGTERM."""
+    from flows.stack import up
+
+    return up(get_settings())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the export and cleanup deployments from this process."""
+    from flows.stack import serve_deployments
+
+    serve_deployments(get_settings())
     return 0
 
 
@@ -136,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("db", help="the database: print its URL, or stop the embedded server")
     d.add_argument("action", choices=["url", "stop"], nargs="?", default="url")
     d.set_defaults(func=cmd_db)
+
+    u = sub.add_parser(
+        "up", help="start database, Prefect server, deployments and API; Ctrl-C stops them all"
+    )
+    u.set_defaults(func=cmd_up)
+
+    v = sub.add_parser("serve", help="run the export and cleanup deployments in this process")
+    v.set_defaults(func=cmd_serve)
     return p
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from flows.request import ExportPlan
 from flows.settings import Settings
@@ -52,22 +53,21 @@ def export(
     sink: BinaryIO,
     settings: Settings,
     on_progress: Progress | None = None,
-    total: int | None = None,
-    after: Any = None,
 ) -> ExportResult:
     """Write the plan's rows to `sink` in the request's format."""
-    total = count_rows(url, plan) if total is None else total
-    writer = make_writer(plan.request, plan.columns, settings)
-    transform = Transform(plan)
-    out = HashingSink(sink)
-    writer.open(out)
-    done = 0
-    for chunk in iter_chunks(
-        url, plan, settings.chunk_rows, after=after, readers=settings.read_connections
-    ):
-        writer.write(transform(chunk.table))
-        done += chunk.table.num_rows
-        if on_progress:
-            on_progress(done, max(total, done))
-    writer.close()
+    # The count only feeds the progress figure: it runs beside the first reads, not before.
+    with ThreadPoolExecutor(1, thread_name_prefix="exportflow-count") as pool:
+        total = pool.submit(count_rows, url, plan)
+        writer = make_writer(plan.request, plan.columns, settings)
+        transform = Transform(plan)
+        out = HashingSink(sink)
+        writer.open(out)
+        done = 0
+        for chunk in iter_chunks(url, plan, settings.chunk_rows, readers=settings.read_connections):
+            writer.write(transform(chunk.table))
+            done += chunk.table.num_rows
+            if on_progress:
+                # 0 until the count is in: the total is not known yet.
+                on_progress(done, max(total.result(), done) if total.done() else 0)
+        writer.close()
     return ExportResult(rows=done, bytes=out.bytes, sha256=out.hash.hexdigest())
