@@ -59,8 +59,12 @@ def test_queries_bind_values_and_never_use_offset(registry):
     )
     q = range_query(plan, 10, 20)
     assert "OFFSET" not in q.sql.upper() and "DROP" not in q.sql
-    assert q.params == ("50\\%\\_'; DROP", "10", "20")
-    assert '"id" > CAST($2 AS bigint) AND "id" <= CAST($3 AS bigint) ORDER BY "id"' in q.sql
+    assert q.params == ("50\\%\\_'; DROP", "10", "20") and "$" not in q.sql
+    assert (
+        "\"id\" > CAST(current_setting('exportflow.p2') AS bigint)"
+        ' AND "id" <= CAST(current_setting(\'exportflow.p3\') AS bigint) ORDER BY "id"'
+    ) in q.sql
+    assert q.setup.endswith("set_config('exportflow.p3', $3, true)")
 
 
 @pytest.mark.parametrize("readers", [1, 2, 3])
