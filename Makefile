@@ -15,13 +15,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## embedded PostgreSQL, demo data, a CSV and an XLSX export
+demo: install  ## embedded PostgreSQL, demo data, a CSV and an XLSX export, then the stack (Ctrl-C stops it)
 	$(BIN)/exportflow seed --rows $(ROWS)
 	mkdir -p .exportflow/demo
 	$(BIN)/exportflow export products --bom -o .exportflow/demo/products.csv
 	$(BIN)/exportflow export products --format xlsx --timezone Europe/Berlin -o .exportflow/demo/products.xlsx
 	$(BIN)/exportflow export tags --filter name:contains:comma -o .exportflow/demo/tags-with-commas.csv
 	@echo "demo files in .exportflow/demo/"; ls -l .exportflow/demo
+	$(BIN)/exportflow up
 
 test: install  ## the suite, against EXPORTFLOW_TEST_DATABASE_URL or an embedded PostgreSQL
 	$(BIN)/ruff check .

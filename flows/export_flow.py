@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -130,6 +131,24 @@ def _end(job_id: str, status: str, code: str, message: str) -> None:
     rt.storage.delete_prefix(parts_prefix(job_id))
 
 
+def _being_cancelled() -> bool:
+    """Whether this run is being cancelled (the server then aborts tasks that try to start)."""
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run.id).state
+    except Exception:
+        return False
+    return state is not None and (state.is_cancelling() or state.is_cancelled())
+
+
+def _fail(job_id: str, code: str, message: str) -> None:
+    """End the job as failed; as cancelled when the error comes from a cancellation."""
+    if _being_cancelled():
+        _end(job_id, "cancelled", "cancelled", "cancelled by request")
+    else:
+        _end(job_id, "failed", code, message)
+
+
 def _on_cancellation(flow, flow_run, state) -> None:
     _end(flow_run.parameters["job_id"], "cancelled", "cancelled", "cancelled by request")
 
@@ -161,10 +180,10 @@ def export_flow(job_id: str):
         _chunks(job_id, checkpoint, progress)
         key, result = assemble_file(job_id, [p["index"] for p in checkpoint.parts])
     except ExportflowError as exc:
-        _end(job_id, "failed", exc.code, exc.message)
+        _fail(job_id, exc.code, exc.message)
         raise
     except Exception as exc:
-        _end(job_id, "failed", "internal", f"{type(exc).__name__}: {exc}")
+        _fail(job_id, "internal", f"{type(exc).__name__}: {exc}")
         raise
     expires = datetime.now(UTC) + timedelta(seconds=rt.settings.link_expiry_seconds)
     rt.jobs.complete(job_id, result.rows, key, result.bytes, result.sha256, expires)

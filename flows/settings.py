@@ -43,6 +43,20 @@ class Settings(BaseSettings):
     failure_rate_alert: float = Field(0.10, ge=0, le=1, description="Last hour's failed share.")
     xlsx_sheet_rows: int = Field(1_048_575, ge=1, le=1_048_575)
 
+    # `exportflow up` / `exportflow serve`: the stack on one machine.
+    prefect_host: str = Field("127.0.0.1", description="Prefect server address for `up`.")
+    prefect_port: int = Field(4200, ge=1, le=65535)
+    api_host: str = Field("127.0.0.1", description="API address for `up`.")
+    api_port: int = Field(8000, ge=1, le=65535)
+    export_concurrency: int = Field(4, ge=1, description="Background exports running at once.")
+    cleanup_cron: str = Field("*/15 * * * *", description="Schedule of the cleanup flow.")
+    startup_timeout_seconds: float = Field(
+        120, gt=0, description="`up`: how long each part may take to answer its health check."
+    )
+    shutdown_timeout_seconds: float = Field(
+        20, gt=0, description="`up`: how long each part may take to stop before it is killed."
+    )
+
     @property
     def resolved_storage_url(self) -> str:
         """The storage URL, defaulting to a folder under the data dir."""

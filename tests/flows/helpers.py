@@ -45,5 +45,3 @@ def new_job(rt, **options) -> Job:
     plan_export(request, rt.registry, rt.settings.max_selected_ids)
     body = request.model_dump(by_alias=True)
     return rt.jobs.create("user-1", request.module, request.format, "background", body)
-
-

@@ -60,7 +60,9 @@ def test_crashed_run_is_resubmitted_then_resumes_to_identical_file(rt):
     assert export_flow(str(ref.id), return_state=True).is_completed()
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(EXPORT_DEPLOYMENT)
-        run = client.create_flow_run_from_deployment(deployment.id, parameters={"job_id": str(job.id)})
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"job_id": str(job.id)}
+        )
         client.set_flow_run_state(run.id, Crashed(message="process killed"), force=True)
     set_row(rt, job.id, "status = 'processing', flow_run_id = %s", str(run.id))
 
@@ -81,7 +83,9 @@ def test_crashed_too_often_fails_with_code(rt):
     job = new_job(rt)
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(EXPORT_DEPLOYMENT)
-        run = client.create_flow_run_from_deployment(deployment.id, parameters={"job_id": str(job.id)})
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"job_id": str(job.id)}
+        )
         client.set_flow_run_state(run.id, Crashed(message="killed"), force=True)
     attempts = rt.settings.max_resume_attempts
     set_row(rt, job.id, "status = 'processing', flow_run_id = %s, checkpoint = %s",

@@ -31,7 +31,10 @@ def read_file(rt, key: str) -> bytes:
 def test_export_completes_with_file_progress_and_state(rt, fmt):
     job = new_job(rt, format=fmt, gzip=fmt == "csv")
     state = export_flow(str(job.id), return_state=True)
-    assert state.is_completed() and state.message == f"2,000 rows, {rt.jobs.get(job.id).file_bytes:,} bytes"
+    assert (
+        state.is_completed()
+        and state.message == f"2,000 rows, {rt.jobs.get(job.id).file_bytes:,} bytes"
+    )
     done = rt.jobs.get(job.id)
     assert (done.status, done.processed_rows, done.total_rows) == ("completed", 2000, 2000)
     data = read_file(rt, done.file_key)
@@ -83,7 +86,9 @@ def test_resume_after_crash_gives_identical_file(rt):
         module.export_chunk.fn = original
     stuck = rt.jobs.get(job_id)
     assert stuck.status == "failed" or len(stuck.checkpoint["parts"]) == 3
-    rt.jobs._one("UPDATE export_jobs SET status = 'processing' WHERE id = %s RETURNING *", (job_id,))
+    rt.jobs._one(
+        "UPDATE export_jobs SET status = 'processing' WHERE id = %s RETURNING *", (job_id,)
+    )
     assert rt.storage.exists(part_key(job_id, 2))
     state = export_flow(job_id, return_state=True)
     assert state.is_completed()

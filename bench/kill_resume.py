@@ -1,0 +1,259 @@
+"""Background exports through the real stack: 1M-row timings, worker memory, kill -9 resume.
+
+    .venv/bin/python bench/kill_resume.py [--trials 5] [--server-url URL] [--prefect-url URL]
+
+Uses the database exportflow_bench_1m on --server-url (seeded by bench/bench_export.py).
+Without --prefect-url it starts its own `exportflow up` on free ports with a temporary
+data dir; with it, it uses that running stack (which must use the same database).
+
+1. create+submit → completed for a 1M-row CSV and XLSX background export (the API's
+   POST does exactly create + submit), submit → Running, and the flow-run process's peak
+   RSS (VmHWM, polled);
+2. N times: the same CSV request, SIGKILL of the flow-run process at a random point,
+   the cleanup deployment re-submits it, the job completes; its sha256 is compared with
+   the uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from flows.datasets import load_checked_registry  # noqa: E402
+from flows.jobs import FINAL, Job, JobStore  # noqa: E402
+from flows.migrate import migrate  # noqa: E402
+from flows.request import ExportRequest, plan_export  # noqa: E402
+from flows.settings import DEMO_DATASETS  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Outcome:
+    """One background export, watched to the end."""
+
+    job: Job
+    seconds: float
+    running_after: float | None
+    peak_rss: int
+    killed_at_rows: int | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_stack(db_url: str, data: Path) -> tuple[subprocess.Popen, str]:
+    """`exportflow up` on free ports; returns it and its Prefect API URL once it is up."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPORTFLOW_", "PREFECT_"))}
+    env.update(
+        EXPORTFLOW_DATABASE_URL=db_url,
+        EXPORTFLOW_DATA_DIR=str(data),
+        EXPORTFLOW_PREFECT_PORT=str(port),
+        EXPORTFLOW_API_PORT=str(free_port()),
+        EXPORTFLOW_CLEANUP_CRON="0 0 1 1 *",  # the bench triggers cleanup itself
+    )
+    out = open(data / "up.log", "wb")  # noqa: SIM115 - lives as long as the stack
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "up"], env=env, stdout=out,
+                            stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while "exportflow is up" not in (data / "up.log").read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"`exportflow up` did not come up:\n{(data / 'up.log').read_text()}")
+        time.sleep(0.5)
+    return proc, f"http://127.0.0.1:{port}/api"
+
+
+def flow_run_process(run_id: str) -> psutil.Process | None:
+    """The process running this flow run (the runner/worker sets PREFECT__FLOW_RUN_ID)."""
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "prefect.engine" in (p.info["cmdline"] or []) and (
+                p.environ().get("PREFECT__FLOW_RUN_ID") == run_id
+            ):
+                return p
+        except psutil.Error:
+            continue
+    return None
+
+
+def peak_rss(p: psutil.Process) -> int:
+    """The process's high-water RSS so far (VmHWM), else its current RSS."""
+    try:
+        for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return p.memory_info().rss
+    except (OSError, psutil.Error):
+        return 0
+
+
+class Bench:
+    def __init__(self, db_url: str) -> None:
+        self.jobs = JobStore(db_url)
+        self.registry = load_checked_registry(DEMO_DATASETS, db_url)
+
+    def new_job(self, fmt: str) -> Job:
+        request = ExportRequest(module="products", format=fmt)
+        plan_export(request, self.registry, 10_000)
+        body = request.model_dump(by_alias=True)
+        return self.jobs.create("bench", "products", fmt, "background", body)
+
+    def run(self, fmt: str, kill_at: float | None = None, timeout: float = 1800) -> Outcome:
+        """Create + submit a job, watch it to a final status, optionally SIGKILL it once."""
+        from prefect.client.orchestration import get_client
+        from prefect.deployments import run_deployment
+
+        from flows.submit import submit_job
+
+        started = time.monotonic()
+        job = self.new_job(fmt)
+        run_id = submit_job(job)
+        running_after, proc, peak, killed_at = None, None, 0, None
+        with get_client(sync_client=True) as client:
+            while True:
+                now = time.monotonic()
+                if now - started > timeout:
+                    sys.exit(f"job {job.id} did not finish within {timeout:.0f} s")
+                if running_after is None and client.read_flow_run(run_id).state.is_running():
+                    running_after = now - started
+                if proc is None or not proc.is_running():
+                    proc = flow_run_process(run_id)
+                if proc is not None:
+                    peak = max(peak, peak_rss(proc))
+                current = self.jobs.get(job.id)
+                if current.status in FINAL:
+                    return Outcome(current, now - started, running_after, peak, killed_at)
+                total = current.total_rows or 0
+                due = kill_at is not None and killed_at is None and proc is not None and total
+                if due and current.processed_rows >= kill_at * total:
+                    proc.send_signal(signal.SIGKILL)
+                    killed_at = current.processed_rows
+                    self._wait_crashed(client, run_id)
+                    log(f"  killed at {killed_at:,} rows; running the cleanup deployment")
+                    run_deployment("cleanup/cleanup", timeout=300)
+                    resubmitted = self.jobs.get(job.id)
+                    if str(resubmitted.flow_run_id) == run_id:
+                        sys.exit(f"cleanup did not re-submit job {job.id}")
+                    run_id, proc = str(resubmitted.flow_run_id), None
+                time.sleep(0.1)
+
+    @staticmethod
+    def _wait_crashed(client, run_id: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not client.read_flow_run(run_id).state.is_crashed():
+            if time.monotonic() > deadline:
+                sys.exit(f"flow run {run_id} was not marked Crashed within {timeout:.0f} s")
+            time.sleep(0.2)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--server-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--database", default="exportflow_bench_1m")
+    p.add_argument(
+        "--prefect-url", help="a running stack's API URL, e.g. http://127.0.0.1:4200/api"
+    )
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args()
+
+    db_url = make_conninfo(args.server_url, dbname=args.database)
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT count(*) FROM products").fetchone()[0]
+    log(f"{args.database}: {rows:,} products")
+    migrate(db_url)
+    stack, tmp = None, None
+    if args.prefect_url:
+        api = args.prefect_url
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="exportflow-bench-")
+        log("starting `exportflow up`")
+        stack, api = start_stack(db_url, Path(tmp.name))
+        log(f"stack up at {api}")
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    bench = Bench(db_url)
+    rng = random.Random(args.seed)
+    lines = []
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            results = {}
+            for fmt in ("csv", "xlsx"):
+                log(f"{fmt}: {rows:,} rows, uninterrupted")
+                results[fmt] = r = bench.run(fmt)
+                if r.job.status != "completed":
+                    sys.exit(f"{fmt} export ended {r.job.status}: {r.job.error}")
+                lines.append(
+                    f"| {fmt} | {rows:,} | {r.seconds:.1f} | {r.running_after or 0:.1f} |"
+                    f" {r.peak_rss / MIB:.0f} | {r.job.file_bytes / MIB:.1f} |"
+                )
+            reference = results["csv"].job.sha256
+            identical, trial_lines = 0, []
+            for n in range(1, args.trials + 1):
+                kill_at = rng.uniform(0.15, 0.85)
+                log(f"trial {n}/{args.trials}: kill -9 at ~{kill_at:.0%}")
+                r = bench.run("csv", kill_at=kill_at)
+                same = r.job.status == "completed" and r.job.sha256 == reference
+                identical += same
+                trial_lines.append(
+                    f"| {n} | {r.killed_at_rows or 0:,} | {r.job.status} | {r.seconds:.1f} |"
+                    f" {'identical' if same else 'DIFFERENT'} |"
+                )
+    finally:
+        if stack is not None:
+            stack.send_signal(signal.SIGTERM)
+            stack.wait(120)
+        if tmp is not None:
+            tmp.cleanup()
+
+    report = [
+        "# Background exports through the stack (exportflow up: Prefect server, serve)",
+        "",
+        f"- {os.cpu_count()} CPUs; load average at the end {os.getloadavg()[0]:.1f}",
+        "",
+        "| format | rows | create+submit → completed s | submit → Running s"
+        " | flow-run peak RSS MiB | MiB out |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *lines,
+        "",
+        f"kill -9 and resume: {identical}/{args.trials} trials gave the uninterrupted sha256"
+        f" ({reference[:16]}…)",
+        "",
+        "| trial | killed at rows | status | create → completed s | file |",
+        "| ---: | ---: | --- | ---: | --- |",
+        *trial_lines,
+    ]
+    text = "\n".join(report)
+    print(text)
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kill_resume.md").write_text(text + "\n")
+    return 0 if identical == args.trials else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The whole stack for end-to-end tests: `exportflow up` as a subprocess on unusual ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.datasets import load_checked_registry
+from flows.jobs import FINAL, JobStore
+from flows.runtime import Runtime
+from flows.settings import DEMO_DATASETS, Settings
+from flows.storage import Storage
+
+CHUNK_ROWS = 100
+
+
+def free_port() -> int:
+    """A port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check: Callable, timeout: float, every: float = 0.1):
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class Stack:
+    """A running `exportflow up` and what the tests need to talk to it."""
+
+    proc: subprocess.Popen
+    log: Path
+    prefect_port: int
+    api_port: int
+    rt: Runtime
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def processes(self) -> list[psutil.Process]:
+        """`up` and everything below it."""
+        try:
+            top = psutil.Process(self.proc.pid)
+            return [top, *top.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def flow_run_process(self, run_id) -> psutil.Process | None:
+        """The process the serve runner started for this flow run."""
+        for p in self.processes():
+            try:
+                if "prefect.engine" in p.cmdline() and (
+                    p.environ().get("PREFECT__FLOW_RUN_ID") == str(run_id)
+                ):
+                    return p
+            except psutil.Error:
+                continue
+        return None
+
+    def job_final(self, job_id, timeout: float = 120):
+        """Wait until the job row reaches a final status."""
+        return wait_for(
+            f"job {job_id} to finish",
+            lambda: (j := self.rt.jobs.get(job_id)).status in FINAL and j,
+            timeout,
+            every=0.2,
+        )
+
+    def run_state(self, run_id, done: Callable, what: str, timeout: float = 60):
+        """Wait until the flow run's state satisfies `done`."""
+
+        def check():
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(run_id)
+            return done(run.state) and run
+
+        return wait_for(f"flow run {run_id} to be {what}", check, timeout, every=0.2)
+
+    def stop(self, timeout: float = 90) -> int:
+        """SIGTERM `up` and wait; its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture(scope="module")
+def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """`exportflow up` against the test database, a temporary data dir and free ports."""
+    data = tmp_path_factory.mktemp("stack")
+    prefect_port, api_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPORTFLOW_", "PREFECT_"))}
+    env.update(
+        EXPORTFLOW_DATABASE_URL=db_url,
+        EXPORTFLOW_DATA_DIR=str(data),
+        EXPORTFLOW_CHUNK_ROWS=str(CHUNK_ROWS),
+        EXPORTFLOW_PREFECT_PORT=str(prefect_port),
+        EXPORTFLOW_API_PORT=str(api_port),
+    )
+    log = data / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "up"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    settings = Settings(database_url=db_url, data_dir=data, chunk_rows=CHUNK_ROWS, _env_file=None)
+    registry = load_checked_registry(DEMO_DATASETS, db_url)
+    rt = Runtime(settings, db_url, registry, Storage.from_settings(settings), JobStore(db_url))
+    s = Stack(proc, log, prefect_port, api_port, rt)
+    try:
+        wait_for(
+            "`exportflow up` to report ready",
+            lambda: "exportflow is up" in s.output() or proc.poll() is not None,
+            timeout=240,
+            every=0.5,
+        )
+        if proc.poll() is not None:
+            pytest.fail(f"`exportflow up` exited with {proc.returncode}:\n{s.output()}")
+        with temporary_settings(updates={PREFECT_API_URL: s.api_url}):
+            yield s
+    finally:
+        family = s.processes()
+        s.stop()
+        _, alive = psutil.wait_procs(family, timeout=10)
+        for p in alive:
+            p.kill()
+        print(s.output())
+        assert not alive, f"left running after `exportflow up` stopped: {alive}"

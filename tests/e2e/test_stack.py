@@ -1,0 +1,136 @@
+"""The stack end to end: a real Prefect server, the serve process, flow runs in their own processes.
+
+The tests run in order against one `exportflow up`; the last one stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import time
+
+import psutil
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.deployments import run_deployment
+from prefect.states import Cancelling
+
+from flows.engine import export
+from flows.parts import parts_prefix
+from flows.submit import submit_job
+from tests.e2e.conftest import wait_for
+from tests.flows.helpers import new_job
+
+
+def reference(rt, job) -> bytes:
+    """The same request exported in this process by the engine."""
+    buf = io.BytesIO()
+    export(rt.url, rt.plan(job), buf, rt.settings)
+    return buf.getvalue()
+
+
+def stored(rt, key: str) -> bytes:
+    with rt.storage.open_read(key) as f:
+        return f.read()
+
+
+def started_processing(stack, job_id) -> None:
+    wait_for(
+        f"job {job_id} to have rows done",
+        lambda: stack.rt.jobs.get(job_id).processed_rows > 0,
+        timeout=60,
+        every=0.05,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_submitted_job_runs_to_completed_file(stack, fmt):
+    rt = stack.rt
+    job = new_job(rt, format=fmt)
+    submitted = time.monotonic()
+    run_id = submit_job(job)
+    stack.run_state(run_id, lambda s: s.is_running() or s.is_final(), "running", timeout=30)
+    latency = time.monotonic() - submitted
+    print(f"\nsubmit→Running ({fmt}): {latency:.2f} s")
+    # About 4 s on an idle machine (the goal); the bound catches a broken poll, not a slow CI.
+    assert latency < 20
+
+    done = stack.job_final(job.id)
+    assert (done.status, done.processed_rows, done.total_rows) == ("completed", 2000, 2000)
+    assert str(done.flow_run_id) == run_id
+    run = stack.run_state(run_id, lambda s: s.is_completed(), "completed", timeout=30)
+    assert run.name == f"export-products-{job.id}" and f"format:{fmt}" in run.tags
+    data = stored(rt, done.file_key)
+    assert hashlib.sha256(data).hexdigest() == done.sha256 and len(data) == done.file_bytes
+    assert data == reference(rt, done)
+    assert len(done.checkpoint["parts"]) == 20
+    assert rt.storage.list(parts_prefix(str(job.id))) == []
+
+
+def test_killed_flow_run_is_resubmitted_by_cleanup_and_resumes_identically(stack):
+    rt = stack.rt
+    job = new_job(rt, format="csv", gzip=True)
+    expected = hashlib.sha256(reference(rt, job)).hexdigest()
+    run_id = submit_job(job)
+    started_processing(stack, job.id)
+    victim = wait_for("the flow-run process", lambda: stack.flow_run_process(run_id), 30)
+    victim.kill()  # SIGKILL: no hook, no state change from the run itself
+    victim.wait(10)  # not our child: psutil cannot report its exit status
+    stack.run_state(run_id, lambda s: s.is_crashed(), "crashed")
+    stuck = rt.jobs.get(job.id)
+    assert stuck.status == "processing" and 0 < len(stuck.checkpoint["parts"]) < 20
+    kept = len(stuck.checkpoint["parts"])
+
+    cleanup = run_deployment("cleanup/cleanup", timeout=120)
+    assert cleanup.state.is_completed()
+    resubmitted = rt.jobs.get(job.id)
+    assert str(resubmitted.flow_run_id) != run_id and resubmitted.checkpoint["attempts"] == 1
+
+    done = stack.job_final(job.id)
+    assert done.status == "completed" and done.sha256 == expected
+    assert hashlib.sha256(stored(rt, done.file_key)).hexdigest() == expected
+    assert done.checkpoint["attempts"] == 1 and len(done.checkpoint["parts"]) == 20
+    new_run = stack.run_state(done.flow_run_id, lambda s: s.is_completed(), "completed")
+
+    def resumed_logged():
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[new_run.id]))
+            )
+        return any("resuming after key" in log.message for log in logs)
+
+    wait_for("the resumed run's log line", resumed_logged, 30, every=0.5)
+    print(f"\nkilled after {kept} of 20 parts; resumed to sha256 {expected[:12]}…")
+
+
+def test_cancelling_a_run_cancels_the_job_and_removes_its_files(stack):
+    rt = stack.rt
+    job = new_job(rt, format="xlsx")
+    run_id = submit_job(job)
+    started_processing(stack, job.id)
+    process = wait_for("the flow-run process", lambda: stack.flow_run_process(run_id), 30)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Cancelling(message="user cancelled"))
+
+    done = stack.job_final(job.id, timeout=60)
+    assert (done.status, done.error_code) == ("cancelled", "cancelled"), done.error
+    assert done.file_key is None and done.finished_at is not None
+    stack.run_state(run_id, lambda s: s.is_cancelled(), "cancelled")
+    assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    assert rt.storage.list(parts_prefix(str(job.id))) == []
+    assert rt.storage.list(f"exports/{job.id}/") == []
+
+
+def test_sigterm_stops_every_process_it_started(stack):
+    family = stack.processes()
+    assert len(family) >= 3  # up, prefect server, serve
+    assert stack.stop() == 0
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, f"still running: {alive}"
+    out = stack.output()
+    assert out.index("stopped serve") < out.index("stopped prefect-server")
+    for port in (stack.prefect_port, stack.api_port):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
