@@ -9,7 +9,7 @@ from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 
-from flows.export_flow import RETRY_DELAYS, retry_if_transient
+from flows.export_flow import RETRY_DELAYS, retry_if_transient, stopped_by_shutdown
 from flows.jobs import ACTIVE
 from flows.parts import parts_prefix
 from flows.runtime import runtime
@@ -54,8 +54,9 @@ def _is_uuid(text: str) -> bool:
 
 @task(task_run_name="reconcile", persist_result=False)
 def reconcile(max_attempts: int) -> dict[str, int]:
-    """Jobs whose run crashed are re-submitted to resume, up to a limit; runs that ended
-    without updating their job (a killed process, a lost hook) end the job the same way."""
+    """Jobs whose run crashed, or was stopped by a worker shutting down, are re-submitted
+    to resume, up to a limit; runs that ended without updating their job (a lost hook)
+    end the job the same way."""
     rt = runtime()
     counts = {"resubmitted": 0, "failed": 0, "cancelled": 0}
     with get_client(sync_client=True) as client:
@@ -68,7 +69,7 @@ def reconcile(max_attempts: int) -> dict[str, int]:
                 continue
             if state is not None and state.is_completed():
                 continue  # the flow is finishing its own bookkeeping
-            if state is not None and state.is_cancelled():
+            if state is not None and state.is_cancelled() and not stopped_by_shutdown(state):
                 rt.jobs.finish(job.id, "cancelled", "cancelled", "cancelled by request")
                 counts["cancelled"] += 1
             elif state is not None and state.is_failed():

@@ -149,7 +149,14 @@ def _fail(job_id: str, code: str, message: str) -> None:
         _end(job_id, "failed", code, message)
 
 
+def stopped_by_shutdown(state) -> bool:
+    """A run cancelled because its runner or worker shut down, not because a user asked."""
+    return "shutting down" in (state.message or "").lower()
+
+
 def _on_cancellation(flow, flow_run, state) -> None:
+    if stopped_by_shutdown(state):
+        return  # the job stays active with its checkpoint; the reconciler resubmits it
     _end(flow_run.parameters["job_id"], "cancelled", "cancelled", "cancelled by request")
 
 

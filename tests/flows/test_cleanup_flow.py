@@ -102,3 +102,20 @@ def test_failure_rate_alert(rt, caplog):
     rate = cleanup_flow()["failure_rate"]
     assert rate > rt.settings.failure_rate_alert
     assert any("export failure rate" in r.getMessage() for r in caplog.records)
+
+
+def test_run_stopped_by_worker_shutdown_is_resubmitted_not_cancelled(rt):
+    from prefect.states import Cancelled
+
+    export_flow.to_deployment(name="export").apply()
+    job = new_job(rt)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(EXPORT_DEPLOYMENT)
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"job_id": str(job.id)}
+        )
+        client.set_flow_run_state(run.id, Cancelled(message="Runner is shutting down."), force=True)
+    set_row(rt, job.id, "status = 'processing', flow_run_id = %s", str(run.id))
+    assert cleanup_flow()["reconciled"]["resubmitted"] == 1
+    assert rt.jobs.get(job.id).status == "processing"
+    assert export_flow(str(job.id), return_state=True).is_completed()
