@@ -67,7 +67,7 @@ def export_chunk(job_id: str, index: int, lo: str | None, hi: str) -> int:
     plan = rt.plan(rt.jobs.get(job_id))
     with Source(rt.url, plan) as src:
         table = src.read_range(lo, hi)
-    return write_part(rt.storage, job_id, index, Transform(plan)(table))
+    return write_part(rt.storage, rt.settings, plan, job_id, index, Transform(plan)(table))
 
 
 @task(
@@ -77,13 +77,13 @@ def export_chunk(job_id: str, index: int, lo: str | None, hi: str) -> int:
     task_run_name="assemble-{job_id}",
     persist_result=False,
 )
-def assemble_file(job_id: str, indexes: list[int]) -> tuple[str, ExportResult]:
+def assemble_file(job_id: str, parts: list[dict]) -> tuple[str, ExportResult]:
     """Write the parts, in order, into the final file."""
     rt = runtime()
     job = rt.jobs.get(job_id)
     plan = rt.plan(job)
     key = final_key(job_id, job.module, file_extension(plan.request))
-    return key, assemble(rt.storage, rt.settings, plan, job_id, indexes, key)
+    return key, assemble(rt.storage, rt.settings, plan, job_id, parts, key)
 
 
 class Progress:
@@ -185,7 +185,7 @@ def export_flow(job_id: str):
             log.info("resuming after key %s (%s rows stored)", checkpoint.last_key, checkpoint.rows)
         progress = Progress(job_id, total)
         _chunks(job_id, checkpoint, progress)
-        key, result = assemble_file(job_id, [p["index"] for p in checkpoint.parts])
+        key, result = assemble_file(job_id, checkpoint.parts)
     except ExportflowError as exc:
         _fail(job_id, exc.code, exc.message)
         raise

@@ -1,11 +1,11 @@
-"""Part files: each chunk's transformed rows kept in storage until the file is assembled.
+"""Part files: each chunk kept in storage until the file is assembled.
 
-A resumed run reuses the parts it finds and assembles the same frames through the
-same deterministic writer, so its file is byte-identical to an uninterrupted run's."""
+A resumed run reuses the parts it finds; CSV parts are the chunk's encoded bytes and
+other formats' parts are the chunk's frame, assembled through the same deterministic
+writer, so the file is byte-identical to an uninterrupted run's (and to the CLI's)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -16,6 +16,8 @@ from flows.settings import Settings
 from flows.storage import Storage
 from flows.writers import make_writer
 
+_COPY_BLOCK = 8 * 2**20
+
 
 def parts_prefix(job_id: str) -> str:
     """Where a job's parts live."""
@@ -24,7 +26,7 @@ def parts_prefix(job_id: str) -> str:
 
 def part_key(job_id: str, index: int) -> str:
     """The key of one chunk's part."""
-    return f"{parts_prefix(job_id)}part-{index:06d}.arrow"
+    return f"{parts_prefix(job_id)}part-{index:06d}"
 
 
 def final_key(job_id: str, module: str, extension: str) -> str:
@@ -32,10 +34,22 @@ def final_key(job_id: str, module: str, extension: str) -> str:
     return f"exports/{job_id}/{module}.{extension}"
 
 
-def write_part(storage: Storage, job_id: str, index: int, df: pl.DataFrame) -> int:
-    """Store one chunk's frame (Arrow IPC, lz4); committed only when complete."""
+def write_part(
+    storage: Storage,
+    settings: Settings,
+    plan: ExportPlan,
+    job_id: str,
+    index: int,
+    df: pl.DataFrame,
+) -> int:
+    """Store one chunk, committed only when complete: CSV chunks already encoded (they
+    are independent of each other, so assembly only concatenates), other formats as the
+    frame itself (Arrow IPC, lz4), for the writer to encode in order at assembly."""
     with storage.open_write(part_key(job_id, index)) as f:
-        df.write_ipc(f, compression="lz4")
+        if plan.request.format == "csv":
+            f.write(make_writer(plan.request, plan.columns, settings).encode(df))
+        else:
+            df.write_ipc(f, compression="lz4")
     return df.height
 
 
@@ -87,25 +101,22 @@ class Checkpoint:
 
 
 def assemble(
-    storage: Storage,
-    settings: Settings,
-    plan: ExportPlan,
-    job_id: str,
-    indexes: list[int],
-    key: str,
-    on_part: Callable[[int], None] | None = None,
+    storage: Storage, settings: Settings, plan: ExportPlan, job_id: str, parts: list[dict], key: str
 ) -> ExportResult:
-    """Write the parts through the format's writer into `key`, committed when complete."""
+    """Write the parts, in order, into `key`, committed when complete."""
     writer = make_writer(plan.request, plan.columns, settings)
-    rows = 0
     with storage.open_write(key) as f:
         out = HashingSink(f)
-        writer.open(out)
-        for index in indexes:
-            df = read_part(storage, job_id, index)
-            writer.write(df)
-            rows += df.height
-            if on_part:
-                on_part(df.height)
-        writer.close()
+        if plan.request.format == "csv":
+            out.write(writer.preamble())
+            for part in parts:
+                with storage.open_read(part_key(job_id, part["index"])) as src:
+                    while block := src.read(_COPY_BLOCK):
+                        out.write(block)
+        else:
+            writer.open(out)
+            for part in parts:
+                writer.write(read_part(storage, job_id, part["index"]))
+            writer.close()
+    rows = sum(part["rows"] for part in parts)
     return ExportResult(rows=rows, bytes=out.bytes, sha256=out.hash.hexdigest())
