@@ -240,12 +240,12 @@ def test_sheets_roll_over_with_the_header(db_url, registry, settings, tmp_path):
 def soffice() -> str:
     exe = shutil.which("soffice") or shutil.which("libreoffice")
     if exe is None:
-        if os.environ.get("EXPORTFLOW_TEST_NO_LIBREOFFICE") == "1":
-            pytest.skip("EXPORTFLOW_TEST_NO_LIBREOFFICE=1")
-        pytest.fail(
-            "LibreOffice (soffice) is not installed: apt-get install libreoffice-calc-nogui, "
-            "or set EXPORTFLOW_TEST_NO_LIBREOFFICE=1"
-        )
+        why = "LibreOffice (soffice) is not installed: apt-get install libreoffice-calc-nogui"
+        # CI installs it and must read every file back with it; a newcomer's `make test`
+        # on a machine with only Python still runs the openpyxl and calamine checks.
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
     return exe
 
 
