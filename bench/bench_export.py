@@ -10,6 +10,7 @@ time, peak RSS of the process tree and output size; also written to OUT/results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -100,13 +101,11 @@ def machine_info(server_url: str) -> list[str]:
     import pyarrow
 
     cpu = platform.processor() or "unknown"
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     with psycopg.connect(server_url) as conn:
         pg = conn.execute("SHOW server_version").fetchone()[0]
     mem = psutil.virtual_memory().total / 2**30

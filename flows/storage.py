@@ -264,9 +264,8 @@ def _discard(f) -> None:
     A discarded file must also be marked closed, or its finaliser would try to flush it.
     """
     try:
-        f.discard()
-    except Exception:
-        pass
+        with contextlib.suppress(Exception):
+            f.discard()
     finally:
         f.closed = True
 
