@@ -6,7 +6,6 @@ The tests run in order against one `exportflow up`; the last one stops it with S
 from __future__ import annotations
 
 import hashlib
-import io
 import socket
 import time
 
@@ -17,23 +16,10 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
-from flows.engine import export
 from flows.parts import parts_prefix
 from flows.submit import submit_job
 from tests.e2e.conftest import wait_for
-from tests.flows.helpers import new_job
-
-
-def reference(rt, job) -> bytes:
-    """The same request exported in this process by the engine."""
-    buf = io.BytesIO()
-    export(rt.url, rt.plan(job), buf, rt.settings)
-    return buf.getvalue()
-
-
-def stored(rt, key: str) -> bytes:
-    with rt.storage.open_read(key) as f:
-        return f.read()
+from tests.flows.helpers import new_job, reference, stored
 
 
 def started_processing(stack, job_id) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import psycopg
 
 from flows.datasets import Dataset
+from flows.engine import export
 from flows.jobs import Job
 from flows.request import ExportRequest, plan_export
 from flows.transform import FORMULA_TRIGGER
@@ -45,3 +47,16 @@ def new_job(rt, **options) -> Job:
     plan_export(request, rt.registry, rt.settings.max_selected_ids)
     body = request.model_dump(by_alias=True)
     return rt.jobs.create("user-1", request.module, request.format, "background", body)
+
+
+def reference(rt, job: Job) -> bytes:
+    """The same request exported in this process by the engine, for comparison."""
+    buf = io.BytesIO()
+    export(rt.url, rt.plan(job), buf, rt.settings)
+    return buf.getvalue()
+
+
+def stored(rt, key: str) -> bytes:
+    """The bytes of a file in the flows' storage."""
+    with rt.storage.open_read(key) as f:
+        return f.read()

@@ -16,6 +16,18 @@ from flows.submit import EXPORT_DEPLOYMENT
 from tests.flows.helpers import new_job
 
 
+def ended_run(job, state):
+    """A flow run of the export deployment for `job`, forced into `state`."""
+    export_flow.to_deployment(name="export").apply()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(EXPORT_DEPLOYMENT)
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"job_id": str(job.id)}
+        )
+        client.set_flow_run_state(run.id, state, force=True)
+    return run
+
+
 def set_row(rt, job_id, sql: str, *params) -> None:
     rt.jobs._one(f"UPDATE export_jobs SET {sql} WHERE id = %s RETURNING *", (*params, str(job_id)))
 
@@ -54,16 +66,10 @@ def test_orphaned_parts_removed_but_running_jobs_kept(rt):
 
 
 def test_crashed_run_is_resubmitted_then_resumes_to_identical_file(rt):
-    export_flow.to_deployment(name="export").apply()
     job = new_job(rt, format="csv", gzip=True)
     ref = new_job(rt, format="csv", gzip=True)
     assert export_flow(str(ref.id), return_state=True).is_completed()
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(EXPORT_DEPLOYMENT)
-        run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"job_id": str(job.id)}
-        )
-        client.set_flow_run_state(run.id, Crashed(message="process killed"), force=True)
+    run = ended_run(job, Crashed(message="process killed"))
     set_row(rt, job.id, "status = 'processing', flow_run_id = %s", str(run.id))
 
     result = cleanup_flow()
@@ -79,14 +85,8 @@ def test_crashed_run_is_resubmitted_then_resumes_to_identical_file(rt):
 
 
 def test_crashed_too_often_fails_with_code(rt):
-    export_flow.to_deployment(name="export").apply()
     job = new_job(rt)
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(EXPORT_DEPLOYMENT)
-        run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"job_id": str(job.id)}
-        )
-        client.set_flow_run_state(run.id, Crashed(message="killed"), force=True)
+    run = ended_run(job, Crashed(message="killed"))
     attempts = rt.settings.max_resume_attempts
     set_row(rt, job.id, "status = 'processing', flow_run_id = %s, checkpoint = %s",
             str(run.id), f'{{"attempts": {attempts}}}')  # fmt: skip
@@ -107,14 +107,8 @@ def test_failure_rate_alert(rt, caplog):
 def test_run_stopped_by_worker_shutdown_is_resubmitted_not_cancelled(rt):
     from prefect.states import Cancelled
 
-    export_flow.to_deployment(name="export").apply()
     job = new_job(rt)
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(EXPORT_DEPLOYMENT)
-        run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"job_id": str(job.id)}
-        )
-        client.set_flow_run_state(run.id, Cancelled(message="Runner is shutting down."), force=True)
+    run = ended_run(job, Cancelled(message="Runner is shutting down."))
     set_row(rt, job.id, "status = 'processing', flow_run_id = %s", str(run.id))
     assert cleanup_flow()["reconciled"]["resubmitted"] == 1
     assert rt.jobs.get(job.id).status == "processing"

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import uuid
 
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.engine import export
 from flows.export_flow import export_flow
 from flows.parts import part_key, parts_prefix
-from tests.flows.helpers import new_job
-
-
-def reference(rt, job) -> bytes:
-    """The same export written in-process by the engine, for comparison."""
-    buf = io.BytesIO()
-    export(rt.url, rt.plan(job), buf, rt.settings)
-    return buf.getvalue()
-
-
-def read_file(rt, key: str) -> bytes:
-    with rt.storage.open_read(key) as f:
-        return f.read()
+from tests.flows.helpers import new_job, reference, stored
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
@@ -37,7 +23,7 @@ def test_export_completes_with_file_progress_and_state(rt, fmt):
     )
     done = rt.jobs.get(job.id)
     assert (done.status, done.processed_rows, done.total_rows) == ("completed", 2000, 2000)
-    data = read_file(rt, done.file_key)
+    data = stored(rt, done.file_key)
     assert done.file_key == f"exports/{job.id}/products.{'csv.gz' if fmt == 'csv' else 'xlsx'}"
     assert hashlib.sha256(data).hexdigest() == done.sha256 and len(data) == done.file_bytes
     assert data == reference(rt, done)
@@ -115,7 +101,7 @@ def test_transient_error_in_one_chunk_is_retried_to_identical_file(rt, monkeypat
     state = export_flow(str(job.id), return_state=True)
     assert state.is_completed() and calls.count(2) == 2
     done = rt.jobs.get(job.id)
-    assert read_file(rt, done.file_key) == reference(rt, done)
+    assert stored(rt, done.file_key) == reference(rt, done)
 
 
 def test_terminal_error_fails_at_once_with_code(rt, monkeypatch):
