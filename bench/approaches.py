@@ -76,7 +76,7 @@ def psql_copy(url: str, sql: str, target: str) -> list[str]:
 def exportflow_cli() -> list[str]:
     """The installed console script, else the module."""
     script = Path(sys.executable).with_name("exportflow")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "flows.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "flows.tools.cli"]
 
 
 def command(approach: Approach, url: str, target: Path, rows: int) -> list[str]:

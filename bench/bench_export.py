@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_export.py [--rows 1m,10m] [--only SUBSTR] [--repeat N]
 
 Creates (once) the databases exportflow_bench_1m / _10m on --server-url, seeds them with
-flows.seed, runs every approach as its own subprocess and prints a markdown table of wall
+flows.tools.seed, runs every approach as its own subprocess and prints a markdown table of wall
 time, peak RSS of the process tree and output size; also written to OUT/results.md.
 """
 
@@ -70,8 +70,8 @@ def ensure_database(server_url: str, rows: int) -> str:
     """Create exportflow_bench_<size> if absent; seed it if products is missing or differs."""
     import psycopg
 
-    from flows.migrate import migrate
-    from flows.seed import seed
+    from flows.control.migrate import migrate
+    from flows.tools.seed import seed
 
     name = f"exportflow_bench_{size_label(rows)}"
     with psycopg.connect(server_url, autocommit=True) as conn:

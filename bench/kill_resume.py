@@ -35,11 +35,11 @@ from psycopg.conninfo import make_conninfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flows.datasets import load_checked_registry  # noqa: E402
-from flows.jobs import FINAL, Job, JobStore  # noqa: E402
-from flows.migrate import migrate  # noqa: E402
-from flows.request import ExportRequest, plan_export  # noqa: E402
-from flows.settings import DEMO_DATASETS  # noqa: E402
+from flows.control.jobs import FINAL, Job, JobStore  # noqa: E402
+from flows.control.migrate import migrate  # noqa: E402
+from flows.control.registry import load_checked_registry  # noqa: E402
+from flows.control.settings import DEMO_DATASETS, Settings  # noqa: E402
+from flows.datapath.request import ExportRequest, plan_export  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -77,7 +77,7 @@ def start_stack(db_url: str, data: Path) -> tuple[subprocess.Popen, str]:
         EXPORTFLOW_CLEANUP_CRON="0 0 1 1 *",  # the bench triggers cleanup itself
     )
     out = open(data / "up.log", "wb")  # noqa: SIM115 - lives as long as the stack
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "up"], env=env, stdout=out,
+    proc = subprocess.Popen([sys.executable, "-m", "flows.tools.cli", "up"], env=env, stdout=out,
                             stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
     deadline = time.monotonic() + 300
     while "exportflow is up" not in (data / "up.log").read_text(errors="replace"):
@@ -118,7 +118,7 @@ class Bench:
 
     def new_job(self, fmt: str) -> Job:
         request = ExportRequest(module="products", format=fmt)
-        plan_export(request, self.registry, 10_000)
+        plan_export(request, self.registry, Settings(_env_file=None))
         body = request.model_dump(by_alias=True)
         return self.jobs.create("bench", "products", fmt, "background", body)
 
@@ -127,7 +127,7 @@ class Bench:
         from prefect.client.orchestration import get_client
         from prefect.deployments import run_deployment
 
-        from flows.submit import submit_job
+        from flows.orchestration.submit import submit_job
 
         started = time.monotonic()
         job = self.new_job(fmt)

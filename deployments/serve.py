@@ -14,8 +14,8 @@ from pathlib import Path
 # Runnable from a checkout that is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows.settings import get_settings
-from flows.stack import serve_deployments
+from flows.control.settings import get_settings
+from flows.tools.stack import serve_deployments
 
 if __name__ == "__main__":
     serve_deployments(get_settings())

@@ -10,10 +10,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from flows.datasets import Registry, load_checked_registry
-from flows.migrate import migrate
-from flows.seed import seed
-from flows.settings import DEMO_DATASETS, Settings
+from flows.control.migrate import migrate
+from flows.control.registry import Registry, load_checked_registry
+from flows.control.settings import DEMO_DATASETS, Settings
+from flows.tools.seed import seed
 
 pytest_plugins = ["tests.s3server"]
 
@@ -27,7 +27,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory):
     if url:
         yield url
         return
-    from flows.database import embedded_url, stop_embedded
+    from flows.control.database import embedded_url, stop_embedded
 
     data_dir = tmp_path_factory.mktemp("embedded")
     yield embedded_url(data_dir)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from flows.settings import Settings
+from flows.control.settings import Settings
 
 HOST = "127.0.0.1"
 # http port -> gRPC port for each component. weed's built-in maintenance worker always

@@ -17,11 +17,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.datasets import load_checked_registry
-from flows.jobs import FINAL, JobStore
-from flows.runtime import Runtime
-from flows.settings import DEMO_DATASETS, Settings
-from flows.storage import Storage
+from flows.control.jobs import FINAL, JobStore
+from flows.control.registry import load_checked_registry
+from flows.control.settings import DEMO_DATASETS, Settings
+from flows.control.storage import Storage
+from flows.orchestration.runtime import Runtime
 
 CHUNK_ROWS = 100
 
@@ -124,7 +124,7 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
     log = data / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "up"],
+            [sys.executable, "-m", "flows.tools.cli", "up"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,

@@ -16,8 +16,8 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
-from flows.parts import parts_prefix
-from flows.submit import submit_job
+from flows.orchestration.checkpoint import parts_prefix
+from flows.orchestration.submit import submit_job
 from tests.e2e.conftest import wait_for
 from tests.flows.helpers import new_job, reference, stored
 

@@ -10,7 +10,7 @@ import sys
 import psutil
 import pytest
 
-from flows.stack_process import Child, StackError
+from flows.tools.stack_process import Child, StackError
 
 
 def test_up_refuses_a_taken_port_and_names_the_part(tmp_path):
@@ -21,7 +21,7 @@ def test_up_refuses_a_taken_port_and_names_the_part(tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTFLOW_")}
         env.update(EXPORTFLOW_DATA_DIR=str(tmp_path), EXPORTFLOW_PREFECT_PORT=str(port))
         done = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "up"],
+            [sys.executable, "-m", "flows.tools.cli", "up"],
             env=env,
             capture_output=True,
             text=True,

@@ -7,8 +7,8 @@ import os
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from flows import runtime as runtime_module
-from flows import settings as settings_module
+from flows.control import settings as settings_module
+from flows.orchestration import runtime as runtime_module
 
 
 @pytest.fixture(scope="session")

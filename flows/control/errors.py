@@ -1,0 +1,177 @@
+"""One exception hierarchy: every failure has a stable code; transient ones are retried."""
+
+from __future__ import annotations
+
+
+class ExportflowError(Exception):
+    """Base of every exportflow error."""
+
+    code = "export_error"
+    transient = False
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # What operators need (hosts, SQL, driver text): logged, never shown to users.
+        self.detail = detail
+
+    def to_dict(self) -> dict[str, str]:
+        """The error as the API and CLI show it."""
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidRequest(ExportflowError):
+    """The request cannot be served as asked; the caller must change it."""
+
+    code = "invalid_request"
+
+
+class UnknownModule(InvalidRequest):
+    """No dataset of that name is declared."""
+
+    code = "unknown_module"
+
+
+class ColumnNotAllowed(InvalidRequest):
+    """A column is not on the module's allow-list or is sensitive."""
+
+    code = "column_not_allowed"
+
+
+class EmptyColumns(InvalidRequest):
+    """The column list is empty."""
+
+    code = "empty_columns"
+
+
+class FilterNotAllowed(InvalidRequest):
+    """A filter names a column that is not allowed."""
+
+    code = "filter_not_allowed"
+
+
+class UnknownOperator(InvalidRequest):
+    """A filter operator is not one of eq, in, gte, lte, contains."""
+
+    code = "unknown_operator"
+
+
+class InvalidFilterValue(InvalidRequest):
+    """A filter value does not fit the column's type."""
+
+    code = "invalid_filter_value"
+
+
+class InvalidDate(InvalidRequest):
+    """A date is not an ISO date or date-time."""
+
+    code = "invalid_date"
+
+
+class InvalidDateRange(InvalidRequest):
+    """`from` is after `to`, or the module has no date column."""
+
+    code = "invalid_date_range"
+
+
+class InvalidTimezone(InvalidRequest):
+    """The time zone is not an IANA name."""
+
+    code = "invalid_timezone"
+
+
+class TooManyIds(InvalidRequest):
+    """More selected ids than the configured cap."""
+
+    code = "too_many_ids"
+
+
+class UnsupportedFormat(InvalidRequest):
+    """The format is not csv or xlsx."""
+
+    code = "unsupported_format"
+
+
+class InvalidOption(InvalidRequest):
+    """A writer option (delimiter, ...) is out of range."""
+
+    code = "invalid_option"
+
+
+class InvalidOutput(InvalidRequest):
+    """The output path cannot be written (missing folder, a folder, no permission)."""
+
+    code = "invalid_output"
+
+
+class PermissionDenied(ExportflowError):
+    """The caller may not read this module."""
+
+    code = "permission_denied"
+
+
+class JobNotFound(ExportflowError):
+    """No export job with that id belongs to the caller."""
+
+    code = "job_not_found"
+
+
+class Superseded(ExportflowError):
+    """This run no longer owns its job: a newer attempt took over, or the job ended."""
+
+    code = "superseded"
+
+
+class ConfigError(ExportflowError):
+    """A setting is missing or unsafe (a storage URL, the default secret outside development)."""
+
+    code = "config_error"
+
+
+class DatasetConfigError(ExportflowError):
+    """The dataset file is malformed or names a table or column that does not exist."""
+
+    code = "dataset_config"
+
+
+class SourceError(ExportflowError):
+    """The database refused a query for a reason a retry will not fix."""
+
+    code = "source_error"
+
+
+class SourceTimeout(SourceError):
+    """A read ran past the statement timeout."""
+
+    code = "timeout"
+
+
+class SourceUnavailable(ExportflowError):
+    """The database could not be reached or dropped the connection."""
+
+    code = "source_unavailable"
+    transient = True
+
+
+class StorageError(ExportflowError):
+    """Storage refused a write or read for a reason a retry will not fix."""
+
+    code = "storage_error"
+
+
+class StorageFull(StorageError):
+    """Storage has no room left for the file."""
+
+    code = "storage_full"
+
+
+class StorageUnavailable(ExportflowError):
+    """Storage timed out or answered 5xx."""
+
+    code = "storage_unavailable"
+    transient = True
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry may succeed."""
+    return isinstance(exc, ExportflowError) and exc.transient

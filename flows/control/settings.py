@@ -1,0 +1,124 @@
+"""All configuration, read once from EXPORTFLOW_* environment variables or `.env`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flows.control.errors import ConfigError
+
+DEMO_DATASETS = Path(__file__).resolve().parent.parent / "datasets.demo.yaml"
+DEFAULT_SECRET = "change-me-in-production"
+
+
+def default_data_dir() -> Path:
+    """One place whatever the working directory: `.exportflow` in the source checkout the
+    package runs from (what `make demo` uses), else the per-user XDG data folder."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "flows").is_dir():
+        return checkout / ".exportflow"
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "exportflow"
+
+
+class Settings(BaseSettings):
+    """exportflow settings; every field is EXPORTFLOW_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPORTFLOW_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = Field(
+        "production", description="development allows the default secret; production refuses it."
+    )
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL; unset starts an embedded server under data_dir."
+    )
+    read_database_url: str | None = Field(
+        None, description="Where exports read rows (a read replica); unset: database_url."
+    )
+    statement_timeout_seconds: float = Field(
+        300, gt=0, description="Longest single read of the source (PostgreSQL statement_timeout)."
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="Embedded database, local files."
+    )
+    datasets: Path = Field(DEMO_DATASETS, description="YAML file declaring exportable modules.")
+    storage_url: str | None = Field(
+        None, description="file:///absolute/dir, a folder under data_dir, or s3://bucket/prefix."
+    )
+    s3_endpoint_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    secret_key: SecretStr = Field(
+        SecretStr(DEFAULT_SECRET), description="Signs local download links and tokens."
+    )
+    public_api_url: str = "http://127.0.0.1:8000"
+
+    chunk_rows: int = Field(40_000, ge=1, description="Most rows per keyset chunk.")
+    chunk_bytes: int = Field(
+        16 * 2**20, ge=2**16, description="Arrow bytes per chunk, sized from the first chunk."
+    )
+    first_chunk_rows: int = Field(1000, ge=1, description="Rows in the first, measuring chunk.")
+    read_connections: int = Field(2, ge=1, le=8, description="Connections reading chunks ahead.")
+    direct_max_rows: int = Field(10_000, ge=0, description="Up to this many rows: direct response.")
+    stream_max_rows: int = Field(100_000, ge=0, description="Up to this many rows: streamed.")
+    link_expiry_seconds: int = Field(24 * 3600, ge=1)
+    max_selected_ids: int = Field(10_000, ge=1)
+    max_filters: int = Field(20, ge=0, description="Filters in one request.")
+    max_in_values: int = Field(1_000, ge=1, description="Values in one `in` filter.")
+    max_value_chars: int = Field(200, ge=1, description="Characters in one filter value.")
+    max_columns: int = Field(500, ge=1, description="Columns named in one request.")
+    gzip_level: int = Field(6, ge=1, le=9)
+    orphan_max_age_seconds: int = Field(3600, ge=60, description="Temp files older: removed.")
+    max_resume_attempts: int = Field(3, ge=0, description="Re-submissions of a crashed job.")
+    failure_rate_alert: float = Field(0.10, ge=0, le=1, description="Last hour's failed share.")
+    xlsx_sheet_rows: int = Field(1_048_575, ge=1, le=1_048_575)
+
+    # `exportflow up` / `exportflow serve`: the stack on one machine.
+    prefect_host: str = Field("127.0.0.1", description="Prefect server address for `up`.")
+    prefect_port: int = Field(4200, ge=1, le=65535)
+    api_host: str = Field("127.0.0.1", description="API address for `up`.")
+    api_port: int = Field(8000, ge=1, le=65535)
+    export_concurrency: int = Field(4, ge=1, description="Background exports running at once.")
+    cleanup_cron: str = Field("*/15 * * * *", description="Schedule of the cleanup flow.")
+    startup_timeout_seconds: float = Field(
+        120, gt=0, description="`up`: how long each part may take to answer its health check."
+    )
+    shutdown_timeout_seconds: float = Field(
+        20, gt=0, description="`up`: how long each part may take to stop before it is killed."
+    )
+
+    def secret(self, purpose: str) -> bytes:
+        """The key that signs `purpose` (download links, tokens): derived per purpose, so a
+        signature made for one can never pass as the other. The default secret is refused
+        outside development."""
+        secret = self.secret_key.get_secret_value()
+        if secret == DEFAULT_SECRET and self.env != "development":
+            raise ConfigError(
+                "EXPORTFLOW_SECRET_KEY is the default; set a long random value, "
+                "or EXPORTFLOW_ENV=development on a development machine"
+            )
+        return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
+
+    @property
+    def source_url(self) -> str | None:
+        """Where exports read rows: the read replica when one is configured."""
+        return self.read_database_url or self.database_url
+
+    @property
+    def resolved_storage_url(self) -> str:
+        """The storage URL, defaulting to a folder under the data dir."""
+        return self.storage_url or (self.data_dir.resolve() / "files").as_uri()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings."""
+    return Settings()

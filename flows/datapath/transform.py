@@ -1,0 +1,80 @@
+"""Arrow chunk → Polars frame for a writer: zones, infinities, formula neutralising, labels."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from flows.datapath.request import ExportPlan
+
+# OWASP CSV injection: a cell starting with one of these is a formula to Excel or Sheets.
+FORMULA_TRIGGER = r"^[=+\-@\t\r\n]"
+
+
+def _sentinels(bits: int, epoch_shift: int) -> tuple[list[int], list[int]]:
+    """Physical values of +infinity and -infinity. PostgreSQL stores them as the extremes
+    counted from 2000-01-01; the driver shifts that to 1970 (wrapping the positive one).
+    The unshifted extremes are kept too, in case the driver starts mapping them itself."""
+    top, bottom = 2 ** (bits - 1) - 1, -(2 ** (bits - 1))
+    wrapped = (top + epoch_shift + 2 ** (bits - 1)) % 2**bits - 2 ** (bits - 1)
+    return [top, wrapped], [bottom, bottom + epoch_shift]
+
+
+_TS_INF = _sentinels(64, 946_684_800_000_000)  # µs from 1970 to 2000
+_DATE_INF = _sentinels(32, 10_957)  # days from 1970 to 2000
+
+
+def neutralise(col: pl.Expr) -> pl.Expr:
+    """Prefix a text cell that would start a formula with an apostrophe."""
+    return pl.when(col.str.contains(FORMULA_TRIGGER)).then(pl.lit("'") + col).otherwise(col)
+
+
+class Transform:
+    """Vectorised per-chunk transform for one plan; no per-row Python."""
+
+    def __init__(self, plan: ExportPlan) -> None:
+        self.plan = plan
+        self.names = [c.name for c in plan.columns]
+        self.labels = {c.name: c.label for c in plan.columns}
+        self.text_columns = [c.name for c in plan.columns if c.free_text]
+        self.neutralise = plan.dataset.neutralise_formulas
+
+    def __call__(self, table: pa.Table) -> pl.DataFrame:
+        """Transform one chunk; columns come out in plan order, named by label."""
+        df = pl.from_arrow(table.select(self.names))
+        exprs = [self._temporal(df, name, dtype) for name, dtype in df.schema.items()]
+        exprs = [e for e in exprs if e is not None]
+        if self.neutralise:
+            exprs += [neutralise(pl.col(n)).alias(n) for n in self.text_columns]
+        if exprs:
+            df = df.with_columns(exprs)
+        return df.rename(self.labels)
+
+    def _temporal(self, df: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr | None:
+        col = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            raw, (pos, neg) = col.cast(pl.Int64), _TS_INF
+        elif isinstance(dtype, pl.Date):
+            raw, (pos, neg) = col.cast(pl.Int32), _DATE_INF
+        else:
+            return None
+        shown = col
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            # Spreadsheets have no zones: show wall-clock time in the request's zone.
+            shown = col.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
+        if not df.select(raw.is_in(pos + neg).any()).item():
+            return shown.alias(name)
+        # PostgreSQL's ±infinity arrive as the type's extreme values; keep their meaning as
+        # text. They are swapped for 0 first: zone conversion also touches masked-out slots.
+        finite = pl.when(raw.is_in(pos + neg)).then(0).otherwise(raw).cast(dtype)
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            finite = finite.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
+        text = finite.dt.to_string("%Y-%m-%d %H:%M:%S%.f" if dtype != pl.Date else "%Y-%m-%d")
+        return (
+            pl.when(raw.is_in(pos))
+            .then(pl.lit("infinity"))
+            .when(raw.is_in(neg))
+            .then(pl.lit("-infinity"))
+            .otherwise(text)
+            .alias(name)
+        )

@@ -1,0 +1,184 @@
+"""XLSX (Office Open XML spreadsheet) written row-major in constant memory.
+
+Layout of the archive, in write order (the sink only has `write()`):
+  _rels/.rels, xl/styles.xml, docProps/core.xml, docProps/app.xml   on open()
+  xl/worksheets/sheetN.xml                                          as each sheet fills
+  xl/workbook.xml, xl/_rels/workbook.xml.rels, [Content_Types].xml  on close()
+A worksheet's rows are built column-wise by Polars (xlsx_cells), deflated block by
+block into a spool, and written out when the sheet is complete, once its <dimension>
+is known. Only one sheet is spooled at a time, so memory stays flat whatever the
+row count; more than `sheet_rows` data rows continue on a new sheet with the same
+header.
+
+Time zone: timestamps are shown as wall-clock time in the request's zone; the
+header of every `timestamp with time zone` column names it, e.g. "Created at (UTC)",
+and so does the document's description property.
+
+Strings are inline strings (no shared-string table, which would grow with the data),
+never formulas or hyperlinks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
+from typing import BinaryIO
+
+import polars as pl
+
+from flows.control.registry import Column
+from flows.datapath.request import ExportRequest
+from flows.datapath.writers import xlsx_parts as parts
+from flows.datapath.writers.xlsx_cells import RowEncoder, header_row, sample_widths
+from flows.datapath.writers.xlsx_zip import Segment, Spool, ZipStream, crc32_combine, deflate
+
+MAX_SHEET_ROWS = parts.MAX_ROWS - 1  # one row is the header
+BLOCK_ROWS = 8_192  # rows built and deflated at a time: bounds the transient memory
+MAX_PENDING = 1  # blocks (~5 MiB of XML each) deflating while the next is built
+ZONED_TYPES = {"timestamp with time zone"}
+
+
+def header_labels(columns: list[Column], timezone: str) -> list[str]:
+    """Header text: the labels, with the zone after each zoned timestamp's label."""
+    return [f"{c.label} ({timezone})" if c.base_type in ZONED_TYPES else c.label for c in columns]
+
+
+class XlsxWriter:
+    """Streams a workbook; see the module docstring for the layout."""
+
+    def __init__(
+        self,
+        request: ExportRequest,
+        columns: list[Column],
+        *,
+        sheet_rows: int = MAX_SHEET_ROWS,
+        block_rows: int = BLOCK_ROWS,
+        force_zip64: bool = False,
+    ) -> None:
+        if not 1 <= sheet_rows <= MAX_SHEET_ROWS:
+            raise ValueError(f"sheet_rows must be between 1 and {MAX_SHEET_ROWS}")
+        if not columns:
+            raise ValueError("an XLSX export needs at least one column")
+        self.request = request
+        self.columns = columns
+        self.sheet_rows = sheet_rows
+        self.block_rows = max(1, block_rows)
+        self.force_zip64 = force_zip64
+        self.header = request.header
+        self.labels = header_labels(columns, request.timezone)
+        self.encoder = RowEncoder(columns, request.timezone)
+        self.last_col = parts.column_letter(len(columns) - 1)
+        self.widths: list[float] | None = None
+        self.zip: ZipStream | None = None
+        self.rows = 0  # data rows written so far, all sheets
+        self.sheet_data_rows: list[int] = []  # data rows of each finished sheet
+        self.spool: Spool | None = None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="exportflow-xlsx")
+        self.pending: deque[Future[Segment]] = deque()
+
+    # -- the Writer protocol ------------------------------------------------------
+
+    def open(self, sink: BinaryIO) -> None:
+        """Write the parts that do not depend on the rows."""
+        self.zip = ZipStream(sink, force_zip64=self.force_zip64)
+        self.zip.add_bytes("_rels/.rels", parts.PACKAGE_RELS.encode())
+        self.zip.add_bytes("xl/styles.xml", parts.STYLES.encode())
+        description = f"Dates and times are shown in the time zone {self.request.timezone}."
+        core = parts.core(self.request.module, description)
+        self.zip.add_bytes("docProps/core.xml", core.encode())
+        self.zip.add_bytes("docProps/app.xml", parts.APP.encode())
+
+    def write(self, df: pl.DataFrame) -> None:
+        """Add one chunk's rows, starting new sheets as they fill."""
+        if self.widths is None and df.height:
+            self.widths = sample_widths(df, self.labels)  # from the first rows only
+        done = 0
+        while done < df.height:
+            in_sheet = self.rows % self.sheet_rows
+            if in_sheet == 0:
+                self._finish_sheet()
+                self.spool = Spool()
+            take = min(df.height - done, self.sheet_rows - in_sheet)
+            for xml in self.blocks(df.slice(done, take), self.rows):
+                # Deflating (which releases the GIL) overlaps building the next block.
+                self.pending.append(self.pool.submit(deflate, xml))
+                while len(self.pending) > MAX_PENDING:
+                    self.spool.add(self.pending.popleft().result())
+            done += take
+            self.rows += take
+
+    def close(self) -> None:
+        """Finish the last sheet and write the workbook parts and the zip directory."""
+        if self.spool is None:  # no rows: one sheet with just the header
+            self.spool = Spool()
+        self._finish_sheet()
+        self.pool.shutdown()
+        names = parts.sheet_names(self.request.module, len(self.sheet_data_rows))
+        filters = [self._filter_ref(n) for n in self.sheet_data_rows]
+        count = len(names)
+        self.zip.add_bytes("xl/workbook.xml", parts.workbook(names, filters).encode())
+        self.zip.add_bytes("xl/_rels/workbook.xml.rels", parts.workbook_rels(count).encode())
+        self.zip.add_bytes("[Content_Types].xml", parts.content_types(count).encode())
+        self.zip.finish()
+
+    # -- rows ---------------------------------------------------------------------
+
+    def blocks(self, df: pl.DataFrame, first: int) -> Iterator[memoryview]:
+        """The XML of `df`'s rows, block by block; `first` is the number of its first row
+        among all data rows (0-based), and all its rows lie on one sheet."""
+        top = first % self.sheet_rows + (2 if self.header else 1)
+        for at in range(0, df.height, self.block_rows):
+            yield self.encoder.encode(df.slice(at, self.block_rows), top + at)
+
+    def encode(self, df: pl.DataFrame, first: int) -> list[Segment]:
+        """The deflated segments of `df`'s rows (as `blocks`): they depend only on the
+        rows and `first`, so a chunk can be encoded again, or elsewhere, to the same bytes."""
+        return [deflate(xml) for xml in self.blocks(df, first)]
+
+    # -- sheets -------------------------------------------------------------------
+
+    def _last_row(self, data_rows: int) -> int:
+        return data_rows + (1 if self.header else 0)
+
+    def _filter_ref(self, data_rows: int) -> str | None:
+        return f"A1:{self.last_col}{self._last_row(data_rows)}" if self.header else None
+
+    def _finish_sheet(self) -> None:
+        """Write the spooled sheet, now that its size is known."""
+        if self.spool is None:
+            return
+        spool, self.spool = self.spool, None
+        while self.pending:
+            spool.add(self.pending.popleft().result())
+        index = len(self.sheet_data_rows)
+        data_rows = self.rows - index * self.sheet_rows
+        last_row = self._last_row(data_rows)
+        head = parts.sheet_head(
+            self.last_col,
+            last_row,
+            self.widths or [float(min(len(label) + 5, 60)) for label in self.labels],
+            frozen=self.header,
+            selected=index == 0,
+        )
+        if self.header:
+            head += header_row(self.labels, parts.STYLE_HEADER)
+        first_data = 2 if self.header else 1
+        data_ref = f"A{first_data}:{self.last_col}{last_row}" if data_rows else None
+        tail = parts.sheet_tail(self._filter_ref(data_rows), data_ref)
+        try:
+            head_seg, tail_seg = deflate(head.encode()), deflate(tail.encode(), final=True)
+            self._write_sheet(index + 1, head_seg, spool, tail_seg)
+        finally:
+            spool.close()
+        self.sheet_data_rows.append(data_rows)
+
+    def _write_sheet(self, number: int, head: Segment, body: Spool, tail: Segment) -> None:
+        crc = head.crc
+        for seg_crc, seg_size in ((body.crc, body.size), (tail.crc, tail.size)):
+            crc = crc32_combine(crc, seg_crc, seg_size)
+        size = head.size + body.size + tail.size
+        csize = len(head.data) + body.csize + len(tail.data)
+        chunks = chain([head.data], body.chunks(), [tail.data])
+        self.zip.add(f"xl/worksheets/sheet{number}.xml", chunks, crc, size, csize)

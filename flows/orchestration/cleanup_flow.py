@@ -1,0 +1,116 @@
+"""cleanup_flow(): expired files, orphaned parts, crashed runs, and the failure-rate alert."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.events import emit_event
+from prefect.exceptions import ObjectNotFound
+
+from flows.control.jobs import ACTIVE
+from flows.control.storage import TMP_DIR
+from flows.orchestration.checkpoint import parts_prefix
+from flows.orchestration.export_flow import RETRY_DELAYS, retry_if_transient, stopped_by_shutdown
+from flows.orchestration.runtime import runtime
+from flows.orchestration.submit import submit_job
+
+
+@task(retries=2, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_if_transient,
+      task_run_name="expire-files", persist_result=False)  # fmt: skip
+def expire_files() -> int:
+    """Delete the files of jobs past expiry, then mark them expired (safe to repeat)."""
+    rt = runtime()
+    expired = 0
+    for job in rt.jobs.due_for_expiry():
+        if job.file_key:
+            rt.storage.delete(job.file_key)
+        expired += rt.jobs.mark_expired(job.id)
+    return expired
+
+
+@task(retries=2, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_if_transient,
+      task_run_name="remove-orphans", persist_result=False)  # fmt: skip
+def remove_orphans(max_age_seconds: int) -> int:
+    """Delete temporary files older than the bound whose job is no longer running."""
+    rt = runtime()
+    cutoff = time.time() - max_age_seconds
+    removed = 0
+    for key, modified in rt.storage.list("tmp/") + rt.storage.list(f"{TMP_DIR}/"):
+        if modified > cutoff:
+            continue
+        if key.startswith("tmp/"):
+            job = rt.jobs.get(key.split("/")[1]) if _is_uuid(key.split("/")[1]) else None
+            if job is not None and job.status in ACTIVE:
+                continue
+        removed += rt.storage.delete(key)
+    return removed
+
+
+def _is_uuid(text: str) -> bool:
+    return len(text) == 36 and text.count("-") == 4
+
+
+@task(task_run_name="reconcile", persist_result=False)
+def reconcile(max_attempts: int) -> dict[str, int]:
+    """Jobs whose run crashed, or was stopped by a worker shutting down, are re-submitted
+    to resume, up to a limit; runs that ended without updating their job (a lost hook)
+    end the job the same way."""
+    rt = runtime()
+    counts = {"resubmitted": 0, "failed": 0, "cancelled": 0}
+    with get_client(sync_client=True) as client:
+        for job in rt.jobs.active_with_runs():
+            try:
+                state = client.read_flow_run(job.flow_run_id).state
+            except ObjectNotFound:
+                state = None
+            if state is not None and not state.is_final():
+                continue
+            if state is not None and state.is_completed():
+                continue  # the flow is finishing its own bookkeeping
+            if state is not None and state.is_cancelled() and not stopped_by_shutdown(state):
+                rt.jobs.finish(job.id, "cancelled", "cancelled", "cancelled by request")
+                counts["cancelled"] += 1
+            elif state is not None and state.is_failed():
+                rt.jobs.finish(job.id, "failed", "failed", state.message or "flow run failed")
+                counts["failed"] += 1
+            elif (job.checkpoint or {}).get("attempts", 0) < max_attempts:
+                rt.jobs.record_attempt(job.id, submit_job(job))
+                counts["resubmitted"] += 1
+                continue
+            else:
+                rt.jobs.finish(job.id, "failed", "crashed",
+                               f"the export crashed {max_attempts + 1} times")  # fmt: skip
+                counts["failed"] += 1
+            rt.storage.delete_prefix(parts_prefix(str(job.id)))
+    return counts
+
+
+@task(task_run_name="failure-rate", persist_result=False)
+def check_failure_rate(threshold: float) -> float:
+    """Alert (log and event) when more than `threshold` of the last hour's exports failed."""
+    failed, finished = runtime().jobs.failure_rate(60)
+    rate = failed / finished if finished else 0.0
+    if finished and rate > threshold:
+        get_run_logger().warning(
+            "export failure rate %.0f%% over the last hour (%d of %d)", 100 * rate, failed, finished
+        )
+        emit_event(
+            event="exportflow.failure-rate.high",
+            resource={"prefect.resource.id": "exportflow.exports"},
+            payload={"failed": failed, "finished": finished, "rate": rate},
+        )
+    return rate
+
+
+@flow(name="cleanup", persist_result=False)
+def cleanup_flow() -> dict:
+    """One pass of housekeeping; overlapping runs do no harm."""
+    settings = runtime().settings
+    return {
+        "expired": expire_files(),
+        "orphans": remove_orphans(settings.orphan_max_age_seconds),
+        "reconciled": reconcile(settings.max_resume_attempts),
+        "failure_rate": check_failure_rate(settings.failure_rate_alert),
+    }
