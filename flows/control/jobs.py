@@ -1,4 +1,9 @@
-"""The export_jobs table: every export leaves a row; status moves only forward."""
+"""The export_jobs table: every export leaves a row; status moves only forward.
+
+A flow run works on one attempt of a job. Every update a run makes names that attempt
+(`WHERE attempt = %s`), so a run that was superseded (resubmitted after a crash while it
+still lived) or whose job ended (cancelled, failed) changes nothing: its update finds no
+row, and the run stops."""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ from typing import Any
 from psycopg.rows import class_row
 
 from flows.control.database import pg_connect
+from flows.control.errors import JobNotFound
 
 ACTIVE = ("pending", "processing")
+_ACTIVE_SQL = "('pending', 'processing')"
 FINAL = ("completed", "failed", "cancelled", "expired")
 
 
@@ -40,6 +47,7 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     expires_at: datetime | None
+    attempt: int
 
 
 _COLUMNS = ", ".join(f.name for f in fields(Job))
@@ -73,62 +81,120 @@ class JobStore:
         """The job, or None."""
         return self._one(f"SELECT {_COLUMNS} FROM export_jobs WHERE id = %s", (str(job_id),))
 
-    def attach_run(self, job_id: uuid.UUID | str, flow_run_id: uuid.UUID | str) -> Job | None:
-        """Record the flow run that works on the job."""
+    def get_owned(self, job_id: uuid.UUID | str, user_id: str) -> Job:
+        """The caller's job; another user's job is not found, exactly like a missing one."""
+        job = None
+        if _is_uuid(str(job_id)):
+            job = self._one(
+                f"SELECT {_COLUMNS} FROM export_jobs WHERE id = %s AND user_id = %s",
+                (str(job_id), user_id),
+            )
+        if job is None:
+            raise JobNotFound(f"no export job {job_id}; list your exports to find its id")
+        return job
+
+    def attach_run(
+        self, job_id: uuid.UUID | str, attempt: int, flow_run_id: uuid.UUID | str
+    ) -> Job | None:
+        """Record the flow run submitted for `attempt`."""
         return self._one(
-            f"UPDATE export_jobs SET flow_run_id = %s WHERE id = %s RETURNING {_COLUMNS}",
-            (str(flow_run_id), str(job_id)),
+            f"UPDATE export_jobs SET flow_run_id = %s WHERE id = %s AND attempt = %s"
+            f" AND status IN {_ACTIVE_SQL} RETURNING {_COLUMNS}",
+            (str(flow_run_id), str(job_id), attempt),
         )
 
-    def start(
-        self, job_id: uuid.UUID | str, total_rows: int, flow_run_id: uuid.UUID | str | None
+    def claim(
+        self, job_id: uuid.UUID | str, attempt: int, flow_run_id: uuid.UUID | str | None
     ) -> Job | None:
-        """Mark processing (keeps the first start time); None if the job already ended."""
+        """Mark processing for this run (keeps the first start time); None if the job ended
+        or belongs to another attempt."""
         return self._one(
-            f"UPDATE export_jobs SET status = 'processing', total_rows = %s,"
+            f"UPDATE export_jobs SET status = 'processing',"
             f" flow_run_id = coalesce(%s, flow_run_id), started_at = coalesce(started_at, now())"
-            f" WHERE id = %s AND status IN ('pending', 'processing') RETURNING {_COLUMNS}",
-            (total_rows, str(flow_run_id) if flow_run_id else None, str(job_id)),
+            f" WHERE id = %s AND attempt = %s AND status IN {_ACTIVE_SQL} RETURNING {_COLUMNS}",
+            (str(flow_run_id) if flow_run_id else None, str(job_id), attempt),
         )
+
+    def owns(self, job_id: uuid.UUID | str, attempt: int) -> bool:
+        """Whether `attempt` is still the job's current, active attempt."""
+        with pg_connect(self.url) as conn:
+            row = conn.execute(
+                f"SELECT 1 FROM export_jobs WHERE id = %s AND attempt = %s"
+                f" AND status IN {_ACTIVE_SQL}",
+                (str(job_id), attempt),
+            ).fetchone()
+        return row is not None
+
+    def set_total(self, job_id: uuid.UUID | str, attempt: int, total_rows: int) -> bool:
+        """The count is in: progress can show a fraction."""
+        return self._fenced("total_rows = %s", (total_rows,), job_id, attempt) is not None
 
     def progress(
-        self, job_id: uuid.UUID | str, processed_rows: int, checkpoint: dict[str, Any]
+        self, job_id: uuid.UUID | str, attempt: int, processed_rows: int, checkpoint: dict
     ) -> bool:
         """Rows done and the checkpoint to resume from, in one update."""
-        row = self._one(
-            f"UPDATE export_jobs SET processed_rows = %s, checkpoint = %s"
-            f" WHERE id = %s AND status = 'processing' RETURNING {_COLUMNS}",
-            (processed_rows, json.dumps(checkpoint), str(job_id)),
+        row = self._fenced(
+            "processed_rows = %s, checkpoint = %s",
+            (processed_rows, json.dumps(checkpoint)),
+            job_id,
+            attempt,
         )
         return row is not None
 
     def complete(
         self,
         job_id: uuid.UUID | str,
+        attempt: int,
         rows: int,
-        file_key: str,
-        file_bytes: int,
-        sha256: str,
+        file: tuple[str, int, str],
         expires_at: datetime,
     ) -> Job | None:
-        """The file is committed: record it."""
-        return self._one(
-            f"UPDATE export_jobs SET status = 'completed', processed_rows = %s,"
-            f" total_rows = greatest(coalesce(total_rows, 0), %s), file_key = %s,"
-            f" file_bytes = %s, sha256 = %s, finished_at = now(), expires_at = %s,"
-            f" error_code = NULL, error = NULL"
-            f" WHERE id = %s AND status IN ('pending', 'processing') RETURNING {_COLUMNS}",
-            (rows, rows, file_key, file_bytes, sha256, expires_at, str(job_id)),
+        """The file (key, bytes, sha256) is committed: record it."""
+        key, size, sha256 = file
+        return self._fenced(
+            "status = 'completed', processed_rows = %s,"
+            " total_rows = greatest(coalesce(total_rows, 0), %s), file_key = %s,"
+            " file_bytes = %s, sha256 = %s, finished_at = now(), expires_at = %s,"
+            " error_code = NULL, error = NULL",
+            (rows, rows, key, size, sha256, expires_at),
+            job_id,
+            attempt,
         )
 
-    def finish(self, job_id: uuid.UUID | str, status: str, code: str, message: str) -> Job | None:
-        """End an active job as failed or cancelled, with a code and readable error."""
+    def finish(
+        self,
+        job_id: uuid.UUID | str,
+        status: str,
+        code: str,
+        message: str,
+        attempt: int | None = None,
+    ) -> Job | None:
+        """End an active job as failed or cancelled with a code and a readable message;
+        with `attempt`, only if that attempt still owns the job."""
         assert status in ("failed", "cancelled")
+        fence = "" if attempt is None else " AND attempt = %s"
+        params = (status, code, message[:2000], str(job_id))
         return self._one(
             f"UPDATE export_jobs SET status = %s, error_code = %s, error = %s,"
-            f" finished_at = now() WHERE id = %s AND status IN ('pending', 'processing')"
+            f" finished_at = now() WHERE id = %s AND status IN {_ACTIVE_SQL}{fence}"
             f" RETURNING {_COLUMNS}",
-            (status, code, message[:2000], str(job_id)),
+            params if attempt is None else (*params, attempt),
+        )
+
+    def next_attempt(self, job_id: uuid.UUID | str, seen: int) -> Job | None:
+        """Supersede attempt `seen` (a crashed or lost run): the job's next run owns it.
+        None if another reconciler got there first or the job ended."""
+        return self._one(
+            f"UPDATE export_jobs SET attempt = attempt + 1, flow_run_id = NULL"
+            f" WHERE id = %s AND attempt = %s AND status IN {_ACTIVE_SQL} RETURNING {_COLUMNS}",
+            (str(job_id), seen),
+        )
+
+    def _fenced(self, assignments: str, params: tuple, job_id, attempt: int) -> Job | None:
+        return self._one(
+            f"UPDATE export_jobs SET {assignments} WHERE id = %s AND attempt = %s"
+            f" AND status IN {_ACTIVE_SQL} RETURNING {_COLUMNS}",
+            (*params, str(job_id), attempt),
         )
 
     def due_for_expiry(self, limit: int = 500) -> list[Job]:
@@ -148,21 +214,20 @@ class JobStore:
         )
         return row is not None
 
-    def record_attempt(self, job_id: uuid.UUID | str, flow_run_id: uuid.UUID | str) -> Job | None:
-        """A re-submitted run: count the attempt in the checkpoint, attach the new run."""
-        return self._one(
-            f"UPDATE export_jobs SET flow_run_id = %s, checkpoint = jsonb_set("
-            f"coalesce(checkpoint, '{{}}'::jsonb), '{{attempts}}',"
-            f" to_jsonb(coalesce((checkpoint->>'attempts')::int, 0) + 1))"
-            f" WHERE id = %s AND status IN ('pending', 'processing') RETURNING {_COLUMNS}",
-            (str(flow_run_id), str(job_id)),
-        )
-
     def active_with_runs(self) -> list[Job]:
         """Background jobs still pending or processing that have a flow run."""
         return self._all(
-            f"SELECT {_COLUMNS} FROM export_jobs WHERE status IN ('pending', 'processing')"
+            f"SELECT {_COLUMNS} FROM export_jobs WHERE status IN {_ACTIVE_SQL}"
             f" AND strategy = 'background' AND flow_run_id IS NOT NULL ORDER BY created_at"
+        )
+
+    def unsubmitted(self, older_than_seconds: float) -> list[Job]:
+        """Background jobs created but never handed to Prefect (the submitter died)."""
+        return self._all(
+            f"SELECT {_COLUMNS} FROM export_jobs WHERE status = 'pending'"
+            f" AND strategy = 'background' AND flow_run_id IS NULL"
+            f" AND created_at < now() - make_interval(secs => %s) ORDER BY created_at",
+            (older_than_seconds,),
         )
 
     def failure_rate(self, minutes: int = 60) -> tuple[int, int]:
@@ -174,3 +239,11 @@ class JobStore:
                 " AND status IN ('completed', 'failed')",
                 (minutes,),
             ).fetchone()
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

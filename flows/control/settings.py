@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     gzip_level: int = Field(6, ge=1, le=9)
     orphan_max_age_seconds: int = Field(3600, ge=60, description="Temp files older: removed.")
     max_resume_attempts: int = Field(3, ge=0, description="Re-submissions of a crashed job.")
+    submit_grace_seconds: float = Field(
+        60, ge=0, description="A background job not handed to Prefect after this is submitted."
+    )
     failure_rate_alert: float = Field(0.10, ge=0, le=1, description="Last hour's failed share.")
     xlsx_sheet_rows: int = Field(1_048_575, ge=1, le=1_048_575)
 

@@ -1,14 +1,16 @@
-"""Part files: each chunk kept in storage until the file is assembled.
+"""Resuming a background export: chunk files in storage, and the checkpoint that lists them.
 
-A resumed run reuses the parts it finds; CSV parts are the chunk's encoded bytes and
-other formats' parts are the chunk's frame, assembled through the same deterministic
-writer, so the file is byte-identical to an uninterrupted run's (and to the CLI's)."""
+Each chunk a run reads is stored as a chunk file until the whole file is assembled. A
+resumed run reuses the chunk files its checkpoint lists: CSV chunks are stored encoded
+and other formats as the chunk's frame, assembled through the same deterministic writer,
+so the file is byte-identical to an uninterrupted run's (and to the CLI's). Chunk files
+live under the plan's fingerprint, so runs under two different plans never share one."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -19,57 +21,10 @@ from flows.datapath.request import ExportPlan
 from flows.datapath.writers import make_writer
 
 _COPY_BLOCK = 8 * 2**20
-
-
-def parts_prefix(job_id: str) -> str:
-    """Where a job's parts live."""
-    return f"tmp/{job_id}/"
-
-
-def part_key(job_id: str, index: int) -> str:
-    """The key of one chunk's part."""
-    return f"{parts_prefix(job_id)}part-{index:06d}"
-
-
-def final_key(job_id: str, module: str, extension: str) -> str:
-    """The key of the finished file."""
-    return f"exports/{job_id}/{module}.{extension}"
-
-
-def write_part(
-    storage: Storage,
-    settings: Settings,
-    plan: ExportPlan,
-    job_id: str,
-    index: int,
-    df: pl.DataFrame,
-) -> int:
-    """Store one chunk, committed only when complete: CSV chunks already encoded (they
-    are independent of each other, so assembly only concatenates), other formats as the
-    frame itself (Arrow IPC, lz4), for the writer to encode in order at assembly."""
-    with storage.open_write(part_key(job_id, index)) as f:
-        if plan.request.format == "csv":
-            f.write(make_writer(plan.request, plan.columns, settings).encode(df))
-        else:
-            df.write_ipc(f, compression="lz4")
-    return df.height
-
-
-def read_part(storage: Storage, job_id: str, index: int) -> pl.DataFrame:
-    """One chunk's frame, as written."""
-    with storage.open_read(part_key(job_id, index)) as f:
-        return pl.read_ipc(f)
-
-
 # Bump when the bytes a chunk file holds change for the same plan and settings.
-CHUNK_FORMAT = 1
-_WRITER_SETTINGS = (
-    "chunk_rows",
-    "chunk_bytes",
-    "first_chunk_rows",
-    "gzip_level",
-    "xlsx_sheet_rows",
-)
+CHUNK_FORMAT = 2
+_WRITER_SETTINGS = ("chunk_rows", "chunk_bytes", "first_chunk_rows", "gzip_level")
+_WRITER_SETTINGS += ("xlsx_sheet_rows",)
 
 
 def plan_fingerprint(plan: ExportPlan, settings: Settings) -> str:
@@ -82,81 +37,122 @@ def plan_fingerprint(plan: ExportPlan, settings: Settings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def job_temp_prefix(job_id: str) -> str:
+    """Where all of a job's chunk files live, whatever their plan."""
+    return f"tmp/{job_id}/"
+
+
+def final_key(job_id: str, module: str, extension: str) -> str:
+    """The key of the finished file."""
+    return f"exports/{job_id}/{module}.{extension}"
+
+
+def job_file_prefix(job_id: str) -> str:
+    """Where a job's finished file lives."""
+    return f"exports/{job_id}/"
+
+
+@dataclass(frozen=True)
+class ChunkFiles:
+    """One job's chunk files under one plan."""
+
+    storage: Storage
+    job_id: str
+    fingerprint: str
+
+    def key(self, index: int) -> str:
+        """The key of chunk `index`."""
+        return f"{job_temp_prefix(self.job_id)}{self.fingerprint[:16]}/chunk-{index:06d}"
+
+    def write(self, settings: Settings, plan: ExportPlan, index: int, df: pl.DataFrame) -> int:
+        """Store one chunk, committed only when complete: CSV chunks already encoded (they
+        are independent of each other, so assembly only concatenates), other formats as
+        the frame itself (Arrow IPC, lz4), for the writer to encode in order at assembly."""
+        with self.storage.open_write(self.key(index)) as f:
+            if plan.request.format == "csv":
+                f.write(make_writer(plan.request, plan.columns, settings).encode(df))
+            else:
+                df.write_ipc(f, compression="lz4")
+        return df.height
+
+    def read(self, index: int) -> pl.DataFrame:
+        """One chunk's frame, as written."""
+        with self.storage.open_read(self.key(index)) as f:
+            return pl.read_ipc(f)
+
+    def exists(self, index: int) -> bool:
+        """Whether chunk `index` is stored."""
+        return self.storage.exists(self.key(index))
+
+
 @dataclass
 class Checkpoint:
     """Chunks whose files are stored, in key order; resume after `last_key` with chunks of
     `limit` rows (measured by the first chunk, so a resumed run bounds them the same)."""
 
     fingerprint: str
-    parts: list[dict]
+    chunks: list[dict] = field(default_factory=list)
     limit: int | None = None
-    attempts: int = 0
 
     @classmethod
     def load(cls, raw: dict | None, fingerprint: str) -> Checkpoint:
         """From the job row; one written under another plan or writer options starts over,
         so a file never joins chunks written under two plans."""
         raw = raw or {}
-        attempts = raw.get("attempts", 0)
         if raw.get("fingerprint") != fingerprint:
-            return cls(fingerprint, [], None, attempts)
-        return cls(fingerprint, list(raw.get("parts", [])), raw.get("limit"), attempts)
+            return cls(fingerprint)
+        return cls(fingerprint, list(raw.get("chunks", [])), raw.get("limit"))
 
     @property
     def next_index(self) -> int:
         """The index of the next chunk."""
-        return self.parts[-1]["index"] + 1 if self.parts else 0
+        return self.chunks[-1]["index"] + 1 if self.chunks else 0
 
     @property
     def last_key(self) -> str | None:
         """Where the next chunk starts."""
-        return self.parts[-1]["hi"] if self.parts else None
+        return self.chunks[-1]["hi"] if self.chunks else None
 
     @property
     def rows(self) -> int:
-        """Rows in stored parts."""
-        return sum(p["rows"] for p in self.parts)
+        """Rows in stored chunks."""
+        return sum(c["rows"] for c in self.chunks)
 
-    def keep_existing(self, storage: Storage, job_id: str) -> None:
-        """Drop parts from the first one that is missing from storage onwards."""
-        for n, part in enumerate(self.parts):
-            if not storage.exists(part_key(job_id, part["index"])):
-                del self.parts[n:]
+    def keep_existing(self, files: ChunkFiles) -> None:
+        """Drop chunks from the first one whose file is missing onwards."""
+        for n, chunk in enumerate(self.chunks):
+            if not files.exists(chunk["index"]):
+                del self.chunks[n:]
                 break
-        if not self.parts:
+        if not self.chunks:
             self.limit = None
 
     def add(self, index: int, lo: str | None, hi: str, rows: int) -> None:
-        """Record a stored part."""
-        self.parts.append({"index": index, "lo": lo, "hi": hi, "rows": rows})
+        """Record a stored chunk."""
+        self.chunks.append({"index": index, "lo": lo, "hi": hi, "rows": rows})
 
     def to_dict(self) -> dict:
         """For the job row."""
-        return {
-            "fingerprint": self.fingerprint,
-            "parts": self.parts,
-            "limit": self.limit,
-            "attempts": self.attempts,
-        }
+        return {"fingerprint": self.fingerprint, "chunks": self.chunks, "limit": self.limit}
 
 
 def assemble(
-    storage: Storage, settings: Settings, plan: ExportPlan, job_id: str, parts: list[dict], key: str
+    files: ChunkFiles, settings: Settings, plan: ExportPlan, chunks: list[dict], key: str
 ) -> ExportResult:
-    """Write the parts, in order, into `key`, committed when complete."""
+    """Write the chunks, in order, into `key`, committed when complete."""
     writer = make_writer(plan.request, plan.columns, settings)
-    with storage.open_write(key) as f:
+    with files.storage.open_write(key) as f:
         out = HashingSink(f)
         if plan.request.format == "csv":
             out.write(writer.preamble())
-            for part in parts:
-                with storage.open_read(part_key(job_id, part["index"])) as src:
+            for chunk in chunks:
+                with files.storage.open_read(files.key(chunk["index"])) as src:
                     while block := src.read(_COPY_BLOCK):
                         out.write(block)
         else:
             writer.open(out)
-            for part in parts:
-                writer.write(read_part(storage, job_id, part["index"]))
+            for chunk in chunks:
+                writer.write(files.read(chunk["index"]))
             writer.close()
-    rows = sum(part["rows"] for part in parts)
+    rows = sum(chunk["rows"] for chunk in chunks)
     return ExportResult(rows=rows, bytes=out.bytes, sha256=out.hash.hexdigest())

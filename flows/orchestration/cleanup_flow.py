@@ -9,12 +9,12 @@ from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 
-from flows.control.jobs import ACTIVE
+from flows.control.jobs import ACTIVE, Job
 from flows.control.storage import TMP_DIR
-from flows.orchestration.checkpoint import parts_prefix
 from flows.orchestration.export_flow import RETRY_DELAYS, retry_if_transient, stopped_by_shutdown
+from flows.orchestration.job_run import end_job
 from flows.orchestration.runtime import runtime
-from flows.orchestration.submit import submit_job
+from flows.orchestration.submit import submit_and_attach
 
 
 @task(retries=2, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_if_transient,
@@ -52,38 +52,52 @@ def _is_uuid(text: str) -> bool:
     return len(text) == 36 and text.count("-") == 4
 
 
+def _run_state(client, job: Job):
+    """The state of the job's flow run; None when Prefect no longer knows the run."""
+    try:
+        return client.read_flow_run(job.flow_run_id).state
+    except ObjectNotFound:
+        return None
+
+
+def _reconcile_one(rt, client, job: Job, max_attempts: int) -> str | None:
+    """What to do with one active job whose run may have ended without it."""
+    state = _run_state(client, job)
+    if state is not None and (not state.is_final() or state.is_completed()):
+        return None  # still running, or finishing its own bookkeeping
+    if state is not None and state.is_cancelled() and not stopped_by_shutdown(state):
+        ended = end_job(rt, str(job.id), "cancelled", "cancelled", "cancelled by request")
+        return "cancelled" if ended else None
+    if state is not None and state.is_failed():
+        message = "the export failed; see the flow run for details"
+        return "failed" if end_job(rt, str(job.id), "failed", "failed", message) else None
+    # Crashed, stopped by a worker shutting down, or lost with the Prefect database.
+    if job.attempt >= max_attempts:
+        message = f"the export stopped {max_attempts + 1} times without finishing"
+        return "failed" if end_job(rt, str(job.id), "failed", "crashed", message) else None
+    resumed = rt.jobs.next_attempt(job.id, job.attempt)
+    if resumed is None:
+        return None  # another reconciler got there first, or the job just ended
+    submit_and_attach(rt.jobs, resumed)
+    return "resubmitted"
+
+
 @task(task_run_name="reconcile", persist_result=False)
-def reconcile(max_attempts: int) -> dict[str, int]:
-    """Jobs whose run crashed, or was stopped by a worker shutting down, are re-submitted
-    to resume, up to a limit; runs that ended without updating their job (a lost hook)
-    end the job the same way."""
+def reconcile(max_attempts: int, submit_grace_seconds: float) -> dict[str, int]:
+    """Jobs whose run crashed, was stopped by a worker shutting down, or is unknown to
+    Prefect are resubmitted as a new attempt to resume, up to a limit; runs that ended
+    without updating their job (a lost hook) end the job the same way; jobs whose
+    submitter died before handing them to Prefect are submitted."""
     rt = runtime()
-    counts = {"resubmitted": 0, "failed": 0, "cancelled": 0}
+    counts = {"resubmitted": 0, "failed": 0, "cancelled": 0, "submitted": 0}
     with get_client(sync_client=True) as client:
         for job in rt.jobs.active_with_runs():
-            try:
-                state = client.read_flow_run(job.flow_run_id).state
-            except ObjectNotFound:
-                state = None
-            if state is not None and not state.is_final():
-                continue
-            if state is not None and state.is_completed():
-                continue  # the flow is finishing its own bookkeeping
-            if state is not None and state.is_cancelled() and not stopped_by_shutdown(state):
-                rt.jobs.finish(job.id, "cancelled", "cancelled", "cancelled by request")
-                counts["cancelled"] += 1
-            elif state is not None and state.is_failed():
-                rt.jobs.finish(job.id, "failed", "failed", state.message or "flow run failed")
-                counts["failed"] += 1
-            elif (job.checkpoint or {}).get("attempts", 0) < max_attempts:
-                rt.jobs.record_attempt(job.id, submit_job(job))
-                counts["resubmitted"] += 1
-                continue
-            else:
-                rt.jobs.finish(job.id, "failed", "crashed",
-                               f"the export crashed {max_attempts + 1} times")  # fmt: skip
-                counts["failed"] += 1
-            rt.storage.delete_prefix(parts_prefix(str(job.id)))
+            outcome = _reconcile_one(rt, client, job, max_attempts)
+            if outcome:
+                counts[outcome] += 1
+    for job in rt.jobs.unsubmitted(submit_grace_seconds):
+        submit_and_attach(rt.jobs, job)
+        counts["submitted"] += 1
     return counts
 
 
@@ -111,6 +125,6 @@ def cleanup_flow() -> dict:
     return {
         "expired": expire_files(),
         "orphans": remove_orphans(settings.orphan_max_age_seconds),
-        "reconciled": reconcile(settings.max_resume_attempts),
+        "reconciled": reconcile(settings.max_resume_attempts, settings.submit_grace_seconds),
         "failure_rate": check_failure_rate(settings.failure_rate_alert),
     }

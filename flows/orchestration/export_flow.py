@@ -1,31 +1,27 @@
-"""export_flow(job_id): one background export as a Prefect flow run, resumable chunk by chunk."""
+"""export_flow(job_id, attempt): one background export as a Prefect flow run, resumable
+chunk by chunk; every job update it makes is fenced by its attempt."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.orchestration import get_client
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.control.errors import ExportflowError, JobNotFound, is_transient
+from flows.control.errors import JobNotFound, Superseded, is_transient
+from flows.control.jobs import ACTIVE
 from flows.datapath.engine import ExportResult
 from flows.datapath.keyset import Bound, ChunkSizing, keyset_chunks
 from flows.datapath.source import Source
 from flows.datapath.transform import Transform
 from flows.datapath.writers import file_extension
-from flows.orchestration.checkpoint import (
-    Checkpoint,
-    assemble,
-    final_key,
-    parts_prefix,
-    plan_fingerprint,
-    write_part,
-)
+from flows.orchestration.checkpoint import Checkpoint, assemble, final_key
+from flows.orchestration.job_run import JobRun, end_job
 from flows.orchestration.runtime import runtime
 
 RETRY_DELAYS = [1, 5, 15]
@@ -42,6 +38,14 @@ def _run_name() -> str:
     return f"export-{job.module if job else 'unknown'}-{job_id}"
 
 
+def _job_run(job_id: str, attempt: int) -> JobRun:
+    rt = runtime()
+    job = rt.jobs.get(job_id)
+    if job is None:
+        raise JobNotFound(f"no export job {job_id}")
+    return JobRun(rt, job, attempt)
+
+
 @task(
     retries=1,
     retry_delay_seconds=RETRY_DELAYS,
@@ -49,10 +53,10 @@ def _run_name() -> str:
     task_run_name="count-{job_id}",
     persist_result=False,
 )
-def count_rows(job_id: str) -> int:
-    """How many rows the job exports."""
-    rt = runtime()
-    with Source(rt.url, rt.plan(rt.jobs.get(job_id))) as src:
+def count_rows(job_id: str, attempt: int) -> int:
+    """How many rows the job exports (for progress only)."""
+    run = _job_run(job_id, attempt)
+    with Source(run.rt.url, run.plan) as src:
         return src.count()
 
 
@@ -63,14 +67,15 @@ def count_rows(job_id: str) -> int:
     task_run_name="chunk-{index}",
     persist_result=False,
 )
-def export_chunk(job_id: str, index: int, lo: str | None, hi: str) -> tuple[int, int]:
+def export_chunk(job_id: str, attempt: int, index: int, lo: str | None, hi: str) -> tuple[int, int]:
     """Read rows lo < key <= hi, transform them, store them as chunk file `index`;
     returns the rows and their Arrow bytes (which size the chunks after the first)."""
-    rt = runtime()
-    plan = rt.plan(rt.jobs.get(job_id))
-    with Source(rt.url, plan) as src:
+    run = _job_run(job_id, attempt)
+    run.ensure_owner()
+    with Source(run.rt.url, run.plan) as src:
         table = src.read_range(lo, hi)
-    rows = write_part(rt.storage, rt.settings, plan, job_id, index, Transform(plan)(table))
+    run.ensure_owner()
+    rows = run.files.write(run.rt.settings, run.plan, index, Transform(run.plan)(table))
     return rows, table.nbytes
 
 
@@ -81,55 +86,54 @@ def export_chunk(job_id: str, index: int, lo: str | None, hi: str) -> tuple[int,
     task_run_name="assemble-{job_id}",
     persist_result=False,
 )
-def assemble_file(job_id: str, parts: list[dict]) -> tuple[str, ExportResult]:
-    """Write the parts, in order, into the final file."""
-    rt = runtime()
-    job = rt.jobs.get(job_id)
-    plan = rt.plan(job)
-    key = final_key(job_id, job.module, file_extension(plan.request))
-    return key, assemble(rt.storage, rt.settings, plan, job_id, parts, key)
+def assemble_file(job_id: str, attempt: int, chunks: list[dict]) -> tuple[str, ExportResult]:
+    """Write the chunks, in order, into the final file."""
+    run = _job_run(job_id, attempt)
+    run.ensure_owner()
+    key = final_key(job_id, run.job.module, file_extension(run.plan.request))
+    return key, assemble(run.files, run.rt.settings, run.plan, chunks, key)
 
 
 class Progress:
-    """Rows done, to the job row and the run's progress artifact, in one place."""
+    """Rows done, to the job row and the run's progress artifact, in one place. The count
+    runs beside the reads and only feeds this figure: until it is in, the total is unknown."""
 
-    def __init__(self, job_id: str, total: int) -> None:
-        self.job_id, self.total = job_id, total
+    def __init__(self, run: JobRun, total: PrefectFuture) -> None:
+        self.run, self.total, self.known = run, total, None
         self.artifact = create_progress_artifact(
-            progress=0.0, key=f"export-progress-{job_id}", description=f"Export {job_id}"
+            progress=0.0, key=f"export-progress-{run.job_id}", description="Starting"
         )
 
     def __call__(self, checkpoint: Checkpoint) -> None:
+        self.run.record(checkpoint)
         done = checkpoint.rows
-        runtime().jobs.progress(self.job_id, done, checkpoint.to_dict())
-        pct = 100.0 * done / self.total if self.total else 100.0
-        update_progress_artifact(self.artifact, min(pct, 100.0), f"{done:,} of {self.total:,} rows")
+        if self.known is None and self.total.state.is_completed():
+            self.known = self.total.result()
+            self.run.set_total(self.known)
+        if self.known is None:
+            update_progress_artifact(self.artifact, 0.0, f"{done:,} rows (total not known yet)")
+            return
+        pct = 100.0 * done / self.known if self.known else 100.0
+        update_progress_artifact(self.artifact, min(pct, 100.0), f"{done:,} of {self.known:,} rows")
 
 
-def _chunks(job_id: str, checkpoint: Checkpoint, progress: Progress) -> None:
+def _chunks(run: JobRun, checkpoint: Checkpoint, progress: Progress) -> None:
     """Every chunk after the checkpoint, each a task, read ahead and recorded in key order."""
-    rt = runtime()
-    plan = rt.plan(rt.jobs.get(job_id))
-    sizing = ChunkSizing.from_settings(rt.settings, checkpoint.limit)
+    settings = run.rt.settings
+    sizing = ChunkSizing.from_settings(settings, checkpoint.limit)
 
     def submit(bound: Bound):
-        return export_chunk.submit(job_id, bound.index, bound.lo, bound.hi)
+        return export_chunk.submit(run.job_id, run.attempt, bound.index, bound.lo, bound.hi)
 
-    with Source(rt.url, plan) as probe:
+    with Source(run.rt.url, run.plan) as probe:
         chunks = keyset_chunks(
             probe, submit, sizing, itemgetter(1), checkpoint.last_key,
-            checkpoint.next_index, rt.settings.read_connections,
+            checkpoint.next_index, settings.read_connections,
         )  # fmt: skip
         for bound, (rows, _) in chunks:
             checkpoint.limit = sizing.limit
             checkpoint.add(bound.index, bound.lo, bound.hi, rows)
             progress(checkpoint)
-
-
-def _end(job_id: str, status: str, code: str, message: str) -> None:
-    rt = runtime()
-    rt.jobs.finish(job_id, status, code, message)
-    rt.storage.delete_prefix(parts_prefix(job_id))
 
 
 def _being_cancelled() -> bool:
@@ -142,14 +146,6 @@ def _being_cancelled() -> bool:
     return state is not None and (state.is_cancelling() or state.is_cancelled())
 
 
-def _fail(job_id: str, code: str, message: str) -> None:
-    """End the job as failed; as cancelled when the error comes from a cancellation."""
-    if _being_cancelled():
-        _end(job_id, "cancelled", "cancelled", "cancelled by request")
-    else:
-        _end(job_id, "failed", code, message)
-
-
 def stopped_by_shutdown(state) -> bool:
     """A run cancelled because its runner or worker shut down, not because a user asked."""
     return "shutting down" in (state.message or "").lower()
@@ -158,42 +154,49 @@ def stopped_by_shutdown(state) -> bool:
 def _on_cancellation(flow, flow_run, state) -> None:
     if stopped_by_shutdown(state):
         return  # the job stays active with its checkpoint; the reconciler resubmits it
-    _end(flow_run.parameters["job_id"], "cancelled", "cancelled", "cancelled by request")
+    rt = runtime()
+    job_id = flow_run.parameters["job_id"]
+    attempt = flow_run.parameters.get("attempt")
+    end_job(rt, job_id, "cancelled", "cancelled", "cancelled by request", attempt)
+
+
+def _superseded(exc: Superseded):
+    get_run_logger().warning("%s; this run stops and writes nothing more", exc.message)
+    return Completed(name="Superseded", message=exc.message)
 
 
 @flow(
     name="export",
     flow_run_name=_run_name,
     persist_result=False,
-    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    task_runner=ThreadPoolTaskRunner(max_workers=3),
     on_cancellation=[_on_cancellation],
 )
-def export_flow(job_id: str):
-    """Export one job's rows to its file; resumes from the job's checkpoint."""
+def export_flow(job_id: str, attempt: int | None = None):
+    """Export one job's rows to its file, resuming from its checkpoint. `attempt` fences
+    the run (the submitter passes it); None takes the job's current attempt."""
     rt = runtime()
     job = rt.jobs.get(job_id)
     if job is None:
         raise JobNotFound(f"no export job {job_id}")
-    if job.status not in ("pending", "processing"):
+    if job.status not in ACTIVE:
         return Completed(message=f"job already {job.status}")
-    log = get_run_logger()
+    run = JobRun(rt, job, job.attempt if attempt is None else attempt)
     try:
-        total = count_rows(job_id)
-        rt.jobs.start(job_id, total, flow_run.id)
-        checkpoint = Checkpoint.load(job.checkpoint, plan_fingerprint(rt.plan(job), rt.settings))
-        checkpoint.keep_existing(rt.storage, job_id)
-        if checkpoint.parts:
-            log.info("resuming after key %s (%s rows stored)", checkpoint.last_key, checkpoint.rows)
-        progress = Progress(job_id, total)
-        _chunks(job_id, checkpoint, progress)
-        key, result = assemble_file(job_id, checkpoint.parts)
-    except ExportflowError as exc:
-        _fail(job_id, exc.code, exc.message)
-        raise
+        run.claim(flow_run.id)
+        total = count_rows.submit(job_id, run.attempt)
+        checkpoint = run.checkpoint()
+        if checkpoint.chunks:
+            get_run_logger().info(
+                "resuming after key %s (%s rows stored)", checkpoint.last_key, checkpoint.rows
+            )
+        _chunks(run, checkpoint, Progress(run, total))
+        key, result = assemble_file(job_id, run.attempt, checkpoint.chunks)
+    except Superseded as exc:
+        return _superseded(exc)
     except Exception as exc:
-        _fail(job_id, "internal", f"{type(exc).__name__}: {exc}")
+        run.fail(exc, cancelled=_being_cancelled())
         raise
-    expires = datetime.now(UTC) + timedelta(seconds=rt.settings.link_expiry_seconds)
-    rt.jobs.complete(job_id, result.rows, key, result.bytes, result.sha256, expires)
-    rt.storage.delete_prefix(parts_prefix(job_id))
+    if not run.complete(key, result):
+        return _superseded(Superseded(f"job {job_id} ended before its file was recorded"))
     return Completed(message=f"{result.rows:,} rows, {result.bytes:,} bytes")

@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
-from flows.orchestration.checkpoint import parts_prefix
+from flows.orchestration.checkpoint import job_temp_prefix
 from flows.orchestration.submit import submit_job
 from tests.e2e.conftest import wait_for
 from tests.flows.helpers import new_job, reference, stored
@@ -51,8 +51,8 @@ def test_submitted_job_runs_to_completed_file(stack, fmt):
     data = stored(rt, done.file_key)
     assert hashlib.sha256(data).hexdigest() == done.sha256 and len(data) == done.file_bytes
     assert data == reference(rt, done)
-    assert len(done.checkpoint["parts"]) == 20
-    assert rt.storage.list(parts_prefix(str(job.id))) == []
+    assert len(done.checkpoint["chunks"]) == 20
+    assert rt.storage.list(job_temp_prefix(str(job.id))) == []
 
 
 def test_killed_flow_run_is_resubmitted_by_cleanup_and_resumes_identically(stack):
@@ -66,18 +66,18 @@ def test_killed_flow_run_is_resubmitted_by_cleanup_and_resumes_identically(stack
     victim.wait(10)  # not our child: psutil cannot report its exit status
     stack.run_state(run_id, lambda s: s.is_crashed(), "crashed")
     stuck = rt.jobs.get(job.id)
-    assert stuck.status == "processing" and 0 < len(stuck.checkpoint["parts"]) < 20
-    kept = len(stuck.checkpoint["parts"])
+    assert stuck.status == "processing" and 0 < len(stuck.checkpoint["chunks"]) < 20
+    kept = len(stuck.checkpoint["chunks"])
 
     cleanup = run_deployment("cleanup/cleanup", timeout=120)
     assert cleanup.state.is_completed()
     resubmitted = rt.jobs.get(job.id)
-    assert str(resubmitted.flow_run_id) != run_id and resubmitted.checkpoint["attempts"] == 1
+    assert str(resubmitted.flow_run_id) != run_id and resubmitted.attempt == 1
 
     done = stack.job_final(job.id)
     assert done.status == "completed" and done.sha256 == expected
     assert hashlib.sha256(stored(rt, done.file_key)).hexdigest() == expected
-    assert done.checkpoint["attempts"] == 1 and len(done.checkpoint["parts"]) == 20
+    assert done.attempt == 1 and len(done.checkpoint["chunks"]) == 20
     new_run = stack.run_state(done.flow_run_id, lambda s: s.is_completed(), "completed")
 
     def resumed_logged():
@@ -88,7 +88,7 @@ def test_killed_flow_run_is_resubmitted_by_cleanup_and_resumes_identically(stack
         return any("resuming after key" in log.message for log in logs)
 
     wait_for("the resumed run's log line", resumed_logged, 30, every=0.5)
-    print(f"\nkilled after {kept} of 20 parts; resumed to sha256 {expected[:12]}…")
+    print(f"\nkilled after {kept} of 20 chunks; resumed to sha256 {expected[:12]}…")
 
 
 def test_cancelling_a_run_cancels_the_job_and_removes_its_files(stack):
@@ -105,7 +105,7 @@ def test_cancelling_a_run_cancels_the_job_and_removes_its_files(stack):
     assert done.file_key is None and done.finished_at is not None
     stack.run_state(run_id, lambda s: s.is_cancelled(), "cancelled")
     assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
-    assert rt.storage.list(parts_prefix(str(job.id))) == []
+    assert rt.storage.list(job_temp_prefix(str(job.id))) == []
     assert rt.storage.list(f"exports/{job.id}/") == []
 
 

@@ -9,7 +9,7 @@ import uuid
 from prefect.client.orchestration import get_client
 from prefect.states import Crashed
 
-from flows.orchestration.checkpoint import part_key
+from flows.orchestration.checkpoint import ChunkFiles
 from flows.orchestration.cleanup_flow import cleanup_flow
 from flows.orchestration.export_flow import export_flow
 from flows.orchestration.submit import EXPORT_DEPLOYMENT
@@ -26,6 +26,11 @@ def ended_run(job, state):
         )
         client.set_flow_run_state(run.id, state, force=True)
     return run
+
+
+def part_key(job_id: str, index: int) -> str:
+    """A chunk file key as a run writes it."""
+    return ChunkFiles(None, job_id, "f" * 64).key(index)
 
 
 def set_row(rt, job_id, sql: str, *params) -> None:
@@ -75,7 +80,7 @@ def test_crashed_run_is_resubmitted_then_resumes_to_identical_file(rt):
     result = cleanup_flow()
     assert result["reconciled"]["resubmitted"] == 1
     resubmitted = rt.jobs.get(job.id)
-    assert resubmitted.flow_run_id != run.id and resubmitted.checkpoint["attempts"] == 1
+    assert resubmitted.flow_run_id != run.id and resubmitted.attempt == 1
     with get_client(sync_client=True) as client:
         new_run = client.read_flow_run(resubmitted.flow_run_id)
     assert new_run.name == f"export-products-{job.id}" and "format:csv" in new_run.tags
@@ -88,8 +93,8 @@ def test_crashed_too_often_fails_with_code(rt):
     job = new_job(rt)
     run = ended_run(job, Crashed(message="killed"))
     attempts = rt.settings.max_resume_attempts
-    set_row(rt, job.id, "status = 'processing', flow_run_id = %s, checkpoint = %s",
-            str(run.id), f'{{"attempts": {attempts}}}')  # fmt: skip
+    set_row(rt, job.id, "status = 'processing', flow_run_id = %s, attempt = %s",
+            str(run.id), attempts)  # fmt: skip
     cleanup_flow()
     failed = rt.jobs.get(job.id)
     assert (failed.status, failed.error_code) == ("failed", "crashed")

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.orchestration.checkpoint import part_key, parts_prefix
+from flows.orchestration.checkpoint import job_temp_prefix
 from flows.orchestration.export_flow import export_flow
 from tests.flows.helpers import new_job, reference, stored
 
@@ -28,8 +28,8 @@ def test_export_completes_with_file_progress_and_state(rt, fmt):
     assert hashlib.sha256(data).hexdigest() == done.sha256 and len(data) == done.file_bytes
     assert data == reference(rt, done)
     assert done.expires_at > done.finished_at > done.started_at
-    assert rt.storage.list(parts_prefix(str(job.id))) == []
-    assert [p["rows"] for p in done.checkpoint["parts"]] == [300] * 6 + [200]
+    assert rt.storage.list(job_temp_prefix(str(job.id))) == []
+    assert [p["rows"] for p in done.checkpoint["chunks"]] == [300] * 6 + [200]
 
 
 def test_run_name_progress_artifact_and_tasks_via_client(rt):
@@ -59,10 +59,10 @@ def test_resume_after_crash_gives_identical_file(rt):
 
     original = module.export_chunk.fn
 
-    def dies_after_three(job_id, index, lo, hi):
+    def dies_after_three(job_id, attempt, index, lo, hi):
         if index == 3:
             raise SystemExit("worker killed")
-        return original(job_id, index, lo, hi)
+        return original(job_id, attempt, index, lo, hi)
 
     module.export_chunk.fn = dies_after_three
     try:
@@ -71,14 +71,23 @@ def test_resume_after_crash_gives_identical_file(rt):
     finally:
         module.export_chunk.fn = original
     stuck = rt.jobs.get(job_id)
-    assert stuck.status == "failed" or len(stuck.checkpoint["parts"]) == 3
+    assert stuck.status == "failed" or len(stuck.checkpoint["chunks"]) == 3
     rt.jobs._one(
         "UPDATE export_jobs SET status = 'processing' WHERE id = %s RETURNING *", (job_id,)
     )
-    assert rt.storage.exists(part_key(job_id, 2))
+    stored_keys = [key for key, _ in rt.storage.list(job_temp_prefix(job_id))]
+    assert [k.rsplit("-", 1)[1] for k in stored_keys][:3] == ["000000", "000001", "000002"]
     state = export_flow(job_id, return_state=True)
     assert state.is_completed()
     assert rt.jobs.get(job_id).sha256 == expected
+    # The resumed run read only the chunks after the checkpoint.
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs()
+    resumed = sorted(
+        t.name for t in tasks
+        if t.flow_run_id == state.state_details.flow_run_id and t.name.startswith("chunk-")
+    )  # fmt: skip
+    assert resumed == [f"chunk-{i}" for i in range(3, 7)]
 
 
 def test_transient_error_in_one_chunk_is_retried_to_identical_file(rt, monkeypatch):
@@ -90,11 +99,11 @@ def test_transient_error_in_one_chunk_is_retried_to_identical_file(rt, monkeypat
     original = module.export_chunk.fn
     calls = []
 
-    def flaky(job_id, index, lo, hi):
+    def flaky(job_id, attempt, index, lo, hi):
         calls.append(index)
         if index == 2 and calls.count(2) == 1:
             raise SourceUnavailable("connection lost")
-        return original(job_id, index, lo, hi)
+        return original(job_id, attempt, index, lo, hi)
 
     monkeypatch.setattr(module.export_chunk, "fn", flaky)
     monkeypatch.setattr(module.export_chunk, "retry_delay_seconds", [0])
@@ -111,7 +120,7 @@ def test_terminal_error_fails_at_once_with_code(rt, monkeypatch):
     job = new_job(rt)
     calls = []
 
-    def broken(job_id, index, lo, hi):
+    def broken(job_id, attempt, index, lo, hi):
         calls.append(index)
         raise SourceError('column "name" does not exist')
 
@@ -122,7 +131,7 @@ def test_terminal_error_fails_at_once_with_code(rt, monkeypatch):
     assert (failed.status, failed.error_code) == ("failed", "source_error")
     assert "does not exist" in failed.error and failed.file_key is None
     assert sorted(set(calls)) == calls[: len(set(calls))] and len(calls) <= 2
-    assert rt.storage.list(parts_prefix(str(job.id))) == []
+    assert rt.storage.list(job_temp_prefix(str(job.id))) == []
 
 
 def test_unknown_job_fails(rt):
