@@ -22,7 +22,7 @@ demo: install  ## embedded PostgreSQL, demo data, a CSV and an XLSX export, then
 	$(BIN)/exportflow export products --format xlsx --timezone Europe/Berlin -o .exportflow/demo/products.xlsx
 	$(BIN)/exportflow export tags --filter name:contains:comma -o .exportflow/demo/tags-with-commas.csv
 	@echo "demo files in .exportflow/demo/"; ls -l .exportflow/demo
-	$(BIN)/exportflow up
+	EXPORTFLOW_ENV=development $(BIN)/exportflow up
 
 test: install  ## the suite, against EXPORTFLOW_TEST_DATABASE_URL or an embedded PostgreSQL
 	$(BIN)/ruff check .

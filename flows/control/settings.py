@@ -111,11 +111,6 @@ class Settings(BaseSettings):
         return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
 
     @property
-    def source_url(self) -> str | None:
-        """Where exports read rows: the read replica when one is configured."""
-        return self.read_database_url or self.database_url
-
-    @property
     def resolved_storage_url(self) -> str:
         """The storage URL, defaulting to a folder under the data dir."""
         return self.storage_url or (self.data_dir.resolve() / "files").as_uri()

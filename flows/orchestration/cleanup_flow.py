@@ -60,26 +60,40 @@ def _run_state(client, job: Job):
         return None
 
 
-def _reconcile_one(rt, client, job: Job, max_attempts: int) -> str | None:
-    """What to do with one active job whose run may have ended without it."""
-    state = _run_state(client, job)
+def decide(state, attempt: int, max_attempts: int) -> str | None:
+    """What an active job needs, given its flow run's state (None: Prefect lost the run):
+    None (leave it), "cancel", "fail", "give_up" (crashed too often) or "resume"."""
     if state is not None and (not state.is_final() or state.is_completed()):
         return None  # still running, or finishing its own bookkeeping
     if state is not None and state.is_cancelled() and not stopped_by_shutdown(state):
-        ended = end_job(rt, str(job.id), "cancelled", "cancelled", "cancelled by request")
-        return "cancelled" if ended else None
+        return "cancel"
     if state is not None and state.is_failed():
-        message = "the export failed; see the flow run for details"
-        return "failed" if end_job(rt, str(job.id), "failed", "failed", message) else None
+        return "fail"
     # Crashed, stopped by a worker shutting down, or lost with the Prefect database.
-    if job.attempt >= max_attempts:
-        message = f"the export stopped {max_attempts + 1} times without finishing"
-        return "failed" if end_job(rt, str(job.id), "failed", "crashed", message) else None
-    resumed = rt.jobs.next_attempt(job.id, job.attempt)
-    if resumed is None:
-        return None  # another reconciler got there first, or the job just ended
-    submit_and_attach(rt.jobs, resumed)
-    return "resubmitted"
+    return "give_up" if attempt >= max_attempts else "resume"
+
+
+_ENDINGS = {
+    "cancel": ("cancelled", "cancelled", "cancelled by request"),
+    "fail": ("failed", "failed", "the export failed; see the flow run for details"),
+    "give_up": ("failed", "crashed", "the export stopped {n} times without finishing"),
+}
+
+
+def _reconcile_one(rt, client, job: Job, max_attempts: int) -> str | None:
+    """Act on one active job whose run may have ended without it; returns what was done."""
+    action = decide(_run_state(client, job), job.attempt, max_attempts)
+    if action is None:
+        return None
+    if action == "resume":
+        resumed = rt.jobs.next_attempt(job.id, job.attempt)
+        if resumed is None:
+            return None  # another reconciler got there first, or the job just ended
+        submit_and_attach(rt.jobs, resumed)
+        return "resubmitted"
+    status, code, message = _ENDINGS[action]
+    message = message.format(n=max_attempts + 1)
+    return status if end_job(rt, str(job.id), status, code, message) else None
 
 
 @task(task_run_name="reconcile", persist_result=False)

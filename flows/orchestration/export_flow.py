@@ -56,7 +56,7 @@ def _job_run(job_id: str, attempt: int) -> JobRun:
 def count_rows(job_id: str, attempt: int) -> int:
     """How many rows the job exports (for progress only)."""
     run = _job_run(job_id, attempt)
-    with Source(run.rt.url, run.plan) as src:
+    with Source(run.rt.source_url, run.plan) as src:
         return src.count()
 
 
@@ -72,7 +72,7 @@ def export_chunk(job_id: str, attempt: int, index: int, lo: str | None, hi: str)
     returns the rows and their Arrow bytes (which size the chunks after the first)."""
     run = _job_run(job_id, attempt)
     run.ensure_owner()
-    with Source(run.rt.url, run.plan) as src:
+    with Source(run.rt.source_url, run.plan) as src:
         table = src.read_range(lo, hi)
     run.ensure_owner()
     rows = run.files.write(run.rt.settings, run.plan, index, Transform(run.plan)(table))
@@ -125,7 +125,7 @@ def _chunks(run: JobRun, checkpoint: Checkpoint, progress: Progress) -> None:
     def submit(bound: Bound):
         return export_chunk.submit(run.job_id, run.attempt, bound.index, bound.lo, bound.hi)
 
-    with Source(run.rt.url, run.plan) as probe:
+    with Source(run.rt.source_url, run.plan) as probe:
         chunks = keyset_chunks(
             probe, submit, sizing, itemgetter(1), checkpoint.last_key,
             checkpoint.next_index, settings.read_connections,

@@ -1,13 +1,16 @@
-"""What a flow or API process needs once: settings, database URL, registry, storage, jobs."""
+"""What a flow-run process needs once: settings, database URLs, registry, storage, jobs.
+
+It does not migrate: `exportflow up`, `exportflow migrate` and `serve` do, before any
+run starts, so a flow-run process only reads the catalog."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
 
-from flows.control.bootstrap import bootstrap
+from flows.control.database import database_url
 from flows.control.jobs import Job, JobStore
-from flows.control.registry import Registry
+from flows.control.registry import Registry, load_checked_registry
 from flows.control.settings import Settings, get_settings
 from flows.control.storage import Storage
 from flows.datapath.request import ExportPlan, ExportRequest, plan_export
@@ -23,6 +26,11 @@ class Runtime:
     storage: Storage
     jobs: JobStore
 
+    @property
+    def source_url(self) -> str:
+        """Where rows are read: the read replica when one is configured."""
+        return self.settings.read_database_url or self.url
+
     def plan(self, job: Job) -> ExportPlan:
         """The job's stored request, planned again against the registry."""
         request = ExportRequest.model_validate(job.options)
@@ -33,5 +41,6 @@ class Runtime:
 def runtime() -> Runtime:
     """The context for this process (settings from the environment)."""
     settings = get_settings()
-    url, registry = bootstrap(settings)
+    url = database_url(settings)
+    registry = load_checked_registry(settings.datasets, url)
     return Runtime(settings, url, registry, Storage.from_settings(settings), JobStore(url))

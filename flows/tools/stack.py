@@ -230,6 +230,7 @@ def up(settings: Settings) -> int:
     from flows.control.migrate import migrate
     from flows.control.registry import load_checked_registry
 
+    settings.secret("download")  # refuses the default secret outside development, up front
     data_dir = settings.data_dir.resolve()
     check_port_free("Prefect server", settings.prefect_host, settings.prefect_port)
     if api_available():

@@ -115,6 +115,7 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
     prefect_port, api_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPORTFLOW_", "PREFECT_"))}
     env.update(
+        EXPORTFLOW_ENV="development",
         EXPORTFLOW_DATABASE_URL=db_url,
         EXPORTFLOW_DATA_DIR=str(data),
         EXPORTFLOW_CHUNK_ROWS=str(CHUNK_ROWS),

@@ -19,7 +19,11 @@ def test_up_refuses_a_taken_port_and_names_the_part(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTFLOW_")}
-        env.update(EXPORTFLOW_DATA_DIR=str(tmp_path), EXPORTFLOW_PREFECT_PORT=str(port))
+        env.update(
+            EXPORTFLOW_ENV="development",
+            EXPORTFLOW_DATA_DIR=str(tmp_path),
+            EXPORTFLOW_PREFECT_PORT=str(port),
+        )
         done = subprocess.run(
             [sys.executable, "-m", "flows.tools.cli", "up"],
             env=env,
@@ -30,6 +34,21 @@ def test_up_refuses_a_taken_port_and_names_the_part(tmp_path):
     assert done.returncode == 2
     assert f"127.0.0.1:{port} for the Prefect server is in use" in done.stderr
     assert "EXPORTFLOW_PREFECT_PORT" in done.stderr
+    assert not (tmp_path / "pg").exists()  # nothing was started
+
+
+def test_up_refuses_the_default_secret_outside_development(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTFLOW_")}
+    env.update(EXPORTFLOW_DATA_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.tools.cli", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "error [config_error]: EXPORTFLOW_SECRET_KEY is the default" in done.stderr
     assert not (tmp_path / "pg").exists()  # nothing was started
 
 
