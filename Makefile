@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 ROWS   ?= 100000
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench mutation clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -43,6 +43,12 @@ lint: install
 bench: install  ## the benchmark table (seeds 1M and 10M rows once; takes several minutes)
 	$(BIN)/python bench/bench_export.py
 
+mutation: install  ## mutants of the data path and resume/cleanup logic against the fast tests
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 > mutation.log 2>&1 || (tail -40 mutation.log; exit 1)
+	$(BIN)/mutmut export-cicd-stats > /dev/null
+	$(BIN)/python tests/mutation_report.py
+
 clean:
 	-$(BIN)/exportflow db stop
-	rm -rf $(VENV) .exportflow .pytest_cache .ruff_cache
+	rm -rf $(VENV) .exportflow .pytest_cache .ruff_cache mutants mutation.log

@@ -172,6 +172,17 @@ class StorageUnavailable(ExportflowError):
     transient = True
 
 
+class StackError(ExportflowError):
+    """A part of the `exportflow up` stack did not come up, or stopped on its own."""
+
+    code = "stack_failed"
+
+    def __init__(self, message: str, child: object | None = None) -> None:
+        super().__init__(message)
+        # The stack_process.Child that failed, whose log the CLI prints.
+        self.child = child
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a retry may succeed."""
     return isinstance(exc, ExportflowError) and exc.transient

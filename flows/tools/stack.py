@@ -20,8 +20,9 @@ from pathlib import Path
 
 import httpx
 
+from flows.control.errors import StackError
 from flows.control.settings import Settings
-from flows.tools.stack_process import Child, StackError
+from flows.tools.stack_process import Child
 
 DEPLOYMENTS = ("export/export", "cleanup/cleanup")
 API_MODULE = "api.main"

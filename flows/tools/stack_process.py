@@ -12,17 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from flows.control.errors import ExportflowError
-
-
-class StackError(ExportflowError):
-    """A part of the stack did not come up, or stopped on its own."""
-
-    code = "stack_failed"
-
-    def __init__(self, message: str, child: Child | None = None) -> None:
-        super().__init__(message)
-        self.child = child
+from flows.control.errors import StackError
 
 
 class Child:

@@ -10,7 +10,8 @@ import sys
 import psutil
 import pytest
 
-from flows.tools.stack_process import Child, StackError
+from flows.control.errors import StackError
+from flows.tools.stack_process import Child
 
 
 def test_up_refuses_a_taken_port_and_names_the_part(tmp_path):

@@ -58,7 +58,9 @@ def test_checkpoint_from_another_plan_starts_over():
     assert (same.last_key, same.rows, same.next_index, same.limit) == ("9", 9, 1, 9)
     other = Checkpoint.load(raw, "b" * 64)
     assert (other.chunks, other.limit, other.last_key, other.next_index) == ([], None, None, 0)
+    assert other.fingerprint == "b" * 64 and other.to_dict()["fingerprint"] == "b" * 64
     assert Checkpoint.load(None, "a" * 64).chunks == []
+    assert Checkpoint.load({"fingerprint": "a" * 64}, "a" * 64).chunks == []
 
 
 def test_checkpoint_round_trips_and_counts_rows():
@@ -68,9 +70,10 @@ def test_checkpoint_round_trips_and_counts_rows():
     cp.limit = 300
     again = Checkpoint.load(cp.to_dict(), "f" * 64)
     assert again == cp and again.rows == 550 and again.last_key == "600" and again.next_index == 2
+    assert again.chunks[1] == {"index": 1, "lo": "300", "hi": "600", "rows": 250}
 
 
 def test_chunk_files_of_two_plans_never_share_a_key():
     one, two = ChunkFiles(None, "j", "1" * 64), ChunkFiles(None, "j", "2" * 64)
     assert one.key(3) != two.key(3) and one.key(3).startswith("tmp/j/")
-    assert one.key(3) != one.key(4) and one.key(3).endswith("chunk-000003")
+    assert one.key(3) == "tmp/j/1111111111111111/chunk-000003"
