@@ -121,7 +121,7 @@ class Broken(Keys):
 def test_a_bound_that_is_null_or_does_not_advance_stops_the_loop(answer):
     probe = Broken([("7", 5), answer, ("9", 5)])
     sizing = ChunkSizing(max_rows=5, target_bytes=10**9, first_rows=5)
-    with pytest.raises(SourceError, match="does not advance .* key must be unique and not null"):
+    with pytest.raises(SourceError, match=r"does not advance .* key must be unique and not null"):
         list(keyset_chunks(probe, lambda b: done([0] * b.rows), sizing, len))
 
 
