@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -45,3 +46,17 @@ def s3(s3_server):
 @pytest.fixture
 def store(s3_settings: Settings) -> Storage:
     return Storage(s3_settings.resolved_storage_url, s3_settings)
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback port that refuses connections: bound by us, never listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+@pytest.fixture
+def down(s3_settings: Settings, closed_port: int) -> Storage:
+    settings = s3_settings.model_copy(update={"s3_endpoint_url": f"http://127.0.0.1:{closed_port}"})
+    return Storage(settings.resolved_storage_url, settings)

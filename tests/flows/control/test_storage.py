@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import io
-import socket
 import time
 from pathlib import Path
 
@@ -217,20 +216,6 @@ def test_export_into_s3_and_download_through_the_presigned_url(
 
 
 # ------------------------------------------------------------------ storage down
-
-
-@pytest.fixture
-def closed_port():
-    """A loopback port that refuses connections: bound by us, never listening."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
-
-
-@pytest.fixture
-def down(s3_settings: Settings, closed_port: int) -> Storage:
-    settings = s3_settings.model_copy(update={"s3_endpoint_url": f"http://127.0.0.1:{closed_port}"})
-    return Storage(settings.resolved_storage_url, settings)
 
 
 def test_s3_down_commit_fails_fast_as_transient(down: Storage, s3, s3_server, unraisable):
