@@ -17,7 +17,7 @@ import fsspec
 
 from flows.control.errors import StorageError
 from flows.control.settings import Settings
-from flows.control.storage_errors import FULL_ERRNOS, storage_error
+from flows.control.storage_errors import FULL_ERRNOS, WritingFile, storage_error
 from flows.control.storage_keys import (
     PARTS_DIR,
     TMP_DIR,
@@ -126,14 +126,14 @@ class Storage:
         tmp_dir = Path(self.root) / TMP_DIR
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            tmp_dir.mkdir(exist_ok=True)
+            tmp_dir.mkdir(parents=True, exist_ok=True)
             tmp = tmp_dir / local_temp_name(final.name)
             f = open(tmp, "wb")  # noqa: SIM115 - closed below on every path
         except OSError as exc:
             raise storage_error(exc, "opening the file for writing") from exc
         try:
             try:
-                yield _Writing(f)
+                yield WritingFile(f)
             except OSError as exc:
                 # A writer that bypassed the wrapper (its fileno) ran out of room.
                 if exc.errno in FULL_ERRNOS:
@@ -162,7 +162,7 @@ class Storage:
         except Exception as exc:
             raise storage_error(exc, "opening the file for writing") from exc
         try:
-            yield _Writing(f)
+            yield WritingFile(f)
         except BaseException:
             _discard(f)
             raise
@@ -261,30 +261,6 @@ class Storage:
             raise
         except Exception as exc:
             raise storage_error(exc, doing) from exc
-
-
-class _Writing:
-    """The file being written; its failures surface as storage errors (full, transient...)."""
-
-    def __init__(self, f) -> None:
-        self._f = f
-
-    def write(self, data) -> int:
-        """Write `data` (S3: a full block is uploaded as one part)."""
-        try:
-            return self._f.write(data)
-        except Exception as exc:
-            raise storage_error(exc, "writing the file") from exc
-
-    def flush(self) -> None:
-        """Flush the buffer (S3: upload it if it holds a full block)."""
-        try:
-            self._f.flush()
-        except Exception as exc:
-            raise storage_error(exc, "writing the file") from exc
-
-    def __getattr__(self, name: str):
-        return getattr(self._f, name)
 
 
 def _discard(f) -> None:

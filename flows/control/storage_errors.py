@@ -94,3 +94,27 @@ def storage_error(exc: BaseException, doing: str) -> ExportflowError:
     if is_transient(exc):
         return StorageUnavailable(f"storage could not be reached while {doing}", detail)
     return StorageError(f"storage refused the request while {doing}", detail)
+
+
+class WritingFile:
+    """The file being written; its failures surface as storage errors (full, transient...)."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def write(self, data) -> int:
+        """Write `data` (S3: a full block is uploaded as one part)."""
+        try:
+            return self._f.write(data)
+        except Exception as exc:
+            raise storage_error(exc, "writing the file") from exc
+
+    def flush(self) -> None:
+        """Flush the buffer (S3: upload it if it holds a full block)."""
+        try:
+            self._f.flush()
+        except Exception as exc:
+            raise storage_error(exc, "writing the file") from exc
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
