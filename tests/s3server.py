@@ -2,7 +2,8 @@
 
 It enforces SigV4 signatures and presigned-URL expiry, so storage tests exercise what a
 production S3 store would accept or refuse. Every listener is pinned to a fixed, unusual
-port on 127.0.0.1 so that nothing collides with other services on the machine.
+port on 127.0.0.1 so that nothing collides with other services on the machine; when another
+test session (another checkout on the same machine) holds them, the next free set is used.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ ACCESS_KEY = "exportflow-test"
 SECRET_KEY = "exportflow-test-secret-0123456789"
 REGION = "us-east-1"
 BUCKET = "exportflow-test"
+# Port sets tried in turn: PORTS shifted by each offset (every port of a set must be free).
+PORT_OFFSETS = range(0, 400, 20)
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
@@ -90,9 +93,25 @@ def weed_binary() -> str:
     )
 
 
-def weed_command(weed: str, root: Path, config: Path) -> list[str]:
+def port_set(offset: int) -> dict[str, tuple[int, int]]:
+    """PORTS shifted by `offset` (the admin http/gRPC pair keeps its fixed distance)."""
+    return {name: (http + offset, grpc + offset) for name, (http, grpc) in PORTS.items()}
+
+
+def free_port_set() -> dict[str, tuple[int, int]] | None:
+    """The first port set none of whose ports is taken; None if every set is busy."""
+    for offset in PORT_OFFSETS:
+        ports = port_set(offset)
+        if not any(_port_taken(port) for pair in ports.values() for port in pair):
+            return ports
+    return None
+
+
+def weed_command(
+    weed: str, root: Path, config: Path, ports: dict[str, tuple[int, int]] = PORTS
+) -> list[str]:
     """The `weed mini` command line: loopback only, every port pinned, extras off."""
-    p = PORTS
+    p = ports
     return [
         weed,
         "-logtostderr",  # into the fixture's log file, not glog files under /tmp
@@ -137,9 +156,20 @@ def _port_open(port: int) -> bool:
         return s.connect_ex((HOST, port)) == 0
 
 
-def _remove_grpc_sockets() -> None:
+def _port_taken(port: int) -> bool:
+    """Whether `port` cannot be listened on (weed, like every Go server, sets SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return True
+    return _port_open(port)
+
+
+def _remove_grpc_sockets(ports: dict[str, tuple[int, int]]) -> None:
     """weed also listens on /tmp/seaweedfs-<component>-grpc-<port>.sock (not configurable)."""
-    for name, (_, grpc) in PORTS.items():
+    for name, (_, grpc) in ports.items():
         Path(f"/tmp/seaweedfs-{name}-grpc-{grpc}.sock").unlink(missing_ok=True)
 
 
@@ -154,7 +184,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=STOP_TIMEOUT)
 
 
-def _wait_ready(proc: subprocess.Popen, server: S3Server) -> None:
+def _wait_ready(proc: subprocess.Popen, server: S3Server, s3_port: int) -> None:
     """Until the S3 port answers a signed request; fails with the log tail otherwise."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -167,7 +197,7 @@ def _wait_ready(proc: subprocess.Popen, server: S3Server) -> None:
                 f"weed exited with code {proc.returncode} during start-up; "
                 f"log tail:\n{server.log_tail()}"
             )
-        if _port_open(PORTS["s3"][0]):
+        if _port_open(s3_port):
             try:
                 client.list_buckets()
                 return
@@ -191,11 +221,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def s3_server() -> Iterator[S3Server]:
     """A SeaweedFS S3 server on loopback with one SigV4 identity and a bucket."""
     weed = weed_binary()
-    busy = [port for pair in PORTS.values() for port in pair if _port_open(port)]
-    if busy:
+    ports = free_port_set()
+    if ports is None:
+        first, last = port_set(PORT_OFFSETS[0]), port_set(PORT_OFFSETS[-1])
         pytest.fail(
-            f"cannot start the test S3 server: ports {busy} on {HOST} are already in use "
-            "(another test session, or a stale `weed` process?)",
+            f"cannot start the test S3 server: every port set from {first} to {last} on {HOST} "
+            "has a port in use (other test sessions, or stale `weed` processes?)",
             pytrace=False,
         )
     root = Path(tempfile.mkdtemp(prefix="exportflow-s3-"))
@@ -211,7 +242,7 @@ def s3_server() -> Iterator[S3Server]:
     started = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            weed_command(weed, root, config),
+            weed_command(weed, root, config, ports),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -219,7 +250,7 @@ def s3_server() -> Iterator[S3Server]:
         )
     try:
         server = S3Server(
-            endpoint_url=f"http://{HOST}:{PORTS['s3'][0]}",
+            endpoint_url=f"http://{HOST}:{ports['s3'][0]}",
             access_key=ACCESS_KEY,
             secret_key=SECRET_KEY,
             bucket=BUCKET,
@@ -229,7 +260,7 @@ def s3_server() -> Iterator[S3Server]:
             startup_seconds=0.0,
         )
         try:
-            _wait_ready(proc, server)
+            _wait_ready(proc, server, ports["s3"][0])
             server.client().create_bucket(Bucket=BUCKET)
         except Exception as exc:
             pytest.fail(f"the test S3 server did not start: {exc}", pytrace=False)
@@ -238,7 +269,7 @@ def s3_server() -> Iterator[S3Server]:
     finally:
         _stop(proc)
         shutil.rmtree(root, ignore_errors=True)
-        _remove_grpc_sockets()
+        _remove_grpc_sockets(ports)
 
 
 @pytest.fixture

@@ -3,49 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import quote, urlencode, urlparse
+from urllib.parse import quote, urlencode
 
 import fsspec
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import HTTPClientError
 
-from flows.control.errors import StorageError, StorageUnavailable
+from flows.control.errors import StorageError
 from flows.control.settings import Settings
-
-TMP_DIR = ".tmp"
-
-
-# Error codes an S3 store answers when a later attempt may succeed.
-_TRANSIENT_CODES = frozenset(
-    {
-        "InternalError",
-        "RequestTimeout",
-        "ServiceUnavailable",
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequests",
-    }
+from flows.control.storage_errors import FULL_ERRNOS, WritingFile, storage_error
+from flows.control.storage_keys import (
+    PARTS_DIR,
+    TMP_DIR,
+    check_key,
+    check_prefix,
+    is_temporary,
+    local_temp_name,
+    relative_key,
+    resolve_root,
 )
-_TRANSIENT_TEXT = (
-    "SlowDown",
-    "timed out",
-    "Could not connect",
-    "Connection refused",
-    "Connection reset",
-    "Service Unavailable",
-)
+
+# The purpose Settings.secret derives the link key for: a token's key never signs a link.
+DOWNLOAD_PURPOSE = "download"
 
 # S3 client limits: an unreachable store fails within seconds, not minutes. The flow's
-# task retries handle longer outages (the errors below are transient).
+# task retries handle longer outages (those errors are transient).
 S3_CONFIG = {
     "signature_version": "s3v4",
     "connect_timeout": 5,
@@ -55,40 +43,14 @@ S3_CONFIG = {
 S3_BLOCK_SIZE = 16 * 2**20
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """5xx, throttling, timeouts, refused or dropped connections, anywhere in the cause chain."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, (TimeoutError, ConnectionError, BotoConnectionError, HTTPClientError)):
-            return True
-        response = getattr(e, "response", None)
-        if isinstance(response, dict):
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-            code = response.get("Error", {}).get("Code", "")
-            if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
-                return True
-        e = e.__cause__ or e.__context__
-    text = str(exc)
-    return any(s in text for s in _TRANSIENT_TEXT)
-
-
-def _storage_error(exc: BaseException, what: str) -> Exception:
-    """5xx, timeouts and refused connections are worth a retry; the rest is not."""
-    text = str(exc)
-    cls = StorageUnavailable if _is_transient(exc) else StorageError
-    return cls(f"storage {what} failed: {text.splitlines()[0] if text else type(exc).__name__}")
-
-
-def sign_local(key: str, expires: int, secret: str) -> str:
-    """HMAC-SHA256 over key and expiry, hex."""
+def sign_local(key: str, expires: int, secret: bytes) -> str:
+    """HMAC-SHA256 over key and expiry with a per-purpose key (Settings.secret), hex."""
     msg = f"{key}\n{expires}".encode()
-    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
 def verify_local(
-    key: str, expires: int, signature: str, secret: str, now: float | None = None
+    key: str, expires: int, signature: str, secret: bytes, now: float | None = None
 ) -> bool:
     """Whether a local download link is authentic and not yet expired."""
     if (time.time() if now is None else now) > expires:
@@ -99,13 +61,21 @@ def verify_local(
 
 
 class Storage:
-    """Files by key under the configured root (file://dir or s3://bucket/prefix)."""
+    """Files by key under one root: a local folder, or an S3 bucket and prefix.
+
+    The URL (EXPORTFLOW_STORAGE_URL) is read by `storage_keys.resolve_root`:
+    `file:///abs/dir` and `file://localhost/abs/dir` are that folder, with percent-escapes
+    decoded (`file:///tmp/my%20exports` is "/tmp/my exports"); `file://exports`,
+    `file:exports` and a bare relative path are a folder under the data dir (never under
+    the filesystem root); `s3://bucket/prefix` is an S3 store; any other scheme is a
+    ConfigError. Keys are relative paths that cannot leave the root (no `..`, `.`, empty
+    segments, backslashes, NUL or leading `/`): anything else is a terminal StorageError.
+    """
 
     def __init__(self, url: str, settings: Settings) -> None:
-        self.url = url.rstrip("/")
-        parsed = urlparse(self.url)
-        self.scheme = parsed.scheme or "file"
+        self.url = url
         self.settings = settings
+        self.scheme, self.root = resolve_root(url, settings.data_dir)
         if self.scheme == "s3":
             key = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
             self.fs = fsspec.filesystem(
@@ -122,42 +92,77 @@ class Storage:
             )
             # botocore's retries (above) are the only ones: s3fs would repeat each of them.
             self.fs.retries = 1
-            self.root = f"{parsed.netloc}{parsed.path}"
         else:
             self.fs = fsspec.filesystem("file")
-            self.root = parsed.path if parsed.scheme else self.url
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise storage_error(exc, "creating the storage folder") from exc
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Storage:
         """The storage the settings name."""
         return cls(settings.resolved_storage_url, settings)
 
+    @property
+    def location(self) -> str:
+        """The resolved root as an operator reads it: a folder or s3://bucket/prefix."""
+        return f"s3://{self.root}" if self.scheme == "s3" else self.root
+
     def path(self, key: str) -> str:
-        """The backend path of `key`."""
-        return f"{self.root}/{key.lstrip('/')}"
+        """The backend path of `key`, which must stay under the root."""
+        return f"{self.root}/{check_key(key)}"
 
     @contextlib.contextmanager
     def open_write(self, key: str) -> Iterator[BinaryIO]:
         """A file that appears under `key` only if the block completes without error."""
-        if self.scheme == "s3":
-            with self._s3_write(key) as f:
-                yield f
-            return
-        final = Path(self.path(key))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_local_file(final, Path(self.root) / TMP_DIR) as f:
+        writer = self._s3_write if self.scheme == "s3" else self._local_write
+        with writer(key) as f:
             yield f
+
+    @contextlib.contextmanager
+    def _local_write(self, key: str) -> Iterator[BinaryIO]:
+        final = Path(self.path(key))
+        tmp_dir = Path(self.root) / TMP_DIR
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            tmp = tmp_dir / local_temp_name(final.name)
+            f = open(tmp, "wb")  # noqa: SIM115 - closed below on every path
+        except OSError as exc:
+            raise storage_error(exc, "opening the file for writing") from exc
+        try:
+            try:
+                yield WritingFile(f)
+            except OSError as exc:
+                # A writer that bypassed the wrapper (its fileno) ran out of room.
+                if exc.errno in FULL_ERRNOS:
+                    raise storage_error(exc, "writing the file") from exc
+                raise
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+                os.replace(tmp, final)
+            except OSError as exc:
+                raise storage_error(exc, "saving the file") from exc
+        finally:
+            # After a failed write, closing flushes the buffer again: the first error matters.
+            with contextlib.suppress(OSError):
+                f.close()
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def _s3_write(self, key: str) -> Iterator[BinaryIO]:
         # A multipart upload is invisible until completed: completing it is the commit.
+        path = self.path(key)
         try:
-            f = self.fs.open(self.path(key), "wb", block_size=S3_BLOCK_SIZE)
+            f = self.fs.open(path, "wb", block_size=S3_BLOCK_SIZE)
         except Exception as exc:
-            raise _storage_error(exc, "open") from exc
+            raise storage_error(exc, "opening the file for writing") from exc
         try:
-            yield _S3Upload(f)
+            yield WritingFile(f)
         except BaseException:
             _discard(f)
             raise
@@ -165,15 +170,17 @@ class Storage:
             f.close()
         except Exception as exc:
             _discard(f)
-            raise _storage_error(exc, "commit") from exc
+            raise storage_error(exc, "saving the file") from exc
 
     def exists(self, key: str) -> bool:
         """Whether a committed file is under `key`."""
-        return self._call("stat", lambda: self.fs.exists(self.path(key)))
+        path = self.path(key)
+        return self._call("looking up the file", lambda: self.fs.exists(path))
 
     def size(self, key: str) -> int:
         """Size in bytes of the file under `key`."""
-        return self._call("stat", lambda: self.fs.size(self.path(key)))
+        path = self.path(key)
+        return self._call("looking up the file", lambda: self.fs.size(path))
 
     def delete(self, key: str) -> bool:
         """Delete `key`; False if it was already gone."""
@@ -186,76 +193,74 @@ class Storage:
         except FileNotFoundError:
             return False
         except Exception as exc:
-            raise _storage_error(exc, "delete") from exc
+            raise storage_error(exc, "deleting the file") from exc
         return True
 
     def delete_prefix(self, prefix: str) -> int:
-        """Delete every file under `prefix`; returns how many."""
+        """Delete every file under the folder `prefix` (never `prefix` + "x"); how many."""
+        if not check_prefix(prefix):
+            raise StorageError("refusing to delete every file in storage", repr(prefix))
         keys = [key for key, _ in self.list(prefix)]
-        for key in keys:
-            self.delete(key)
-        return len(keys)
+        return sum(self.delete(key) for key in keys)
 
     def list(self, prefix: str) -> list[tuple[str, float]]:
-        """(key, modified time as a UNIX timestamp) of every file under `prefix`."""
-        base = self.path(prefix).rstrip("/")
+        """(key, modified time as a UNIX timestamp) of every file under the folder `prefix`."""
+        body = check_prefix(prefix)
+        base = f"{self.root}/{body}" if body else self.root
         try:
             found = self.fs.find(base, detail=True)
         except FileNotFoundError:
             return []
         except Exception as exc:
-            raise _storage_error(exc, "list") from exc
+            raise storage_error(exc, "listing files") from exc
+        # A prefix is a folder: tmp/<job> must not match tmp/<job>x/..., nor a file tmp/<job>.
+        inside = f"{body}/" if body else ""
         out = []
         for path, info in found.items():
+            key = relative_key(self.root, path)
+            if key is None or not key.startswith(inside) or info.get("type") == "directory":
+                continue
             modified = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
             stamp = modified.timestamp() if hasattr(modified, "timestamp") else float(modified)
-            out.append((path[len(self.root) + 1 :].lstrip("/"), stamp))
+            out.append((key, stamp))
         return sorted(out)
+
+    def list_temporary(self) -> list[tuple[str, float]]:
+        """(key, modified time) of the project's own temporary files: chunk files of jobs
+        (tmp/<job uuid>/part-NNNNNN) and interrupted local writes (.tmp/.<name>.<hex>.part).
+        Nothing else under the root, even under tmp/, is ever listed here."""
+        found = self.list(PARTS_DIR) + self.list(TMP_DIR)
+        return sorted((key, stamp) for key, stamp in found if is_temporary(key))
 
     def open_read(self, key: str) -> BinaryIO:
         """The file under `key`, for reading (seekable)."""
-        return self._call("read", lambda: self.fs.open(self.path(key), "rb"))
+        path = self.path(key)
+        return self._call("opening the file for reading", lambda: self.fs.open(path, "rb"))
 
     def sign(self, key: str, expires_in: int) -> str:
-        """A download link valid for `expires_in` seconds."""
+        """A download link valid for `expires_in` seconds (local links: ConfigError when the
+        secret is the default outside development)."""
+        path = self.path(key)
         if self.scheme == "s3":
-            return self._call("sign", lambda: self.fs.sign(self.path(key), expiration=expires_in))
+            sign = functools.partial(self.fs.sign, path, expiration=expires_in)
+            return self._call("signing the download link", sign)
         expires = int(time.time()) + expires_in
-        secret = self.settings.secret_key.get_secret_value()
-        query = urlencode({"expires": expires, "signature": sign_local(key, expires, secret)})
+        signature = sign_local(key, expires, self.settings.secret(DOWNLOAD_PURPOSE))
+        query = urlencode({"expires": expires, "signature": signature})
         return f"{self.settings.public_api_url}/downloads/{quote(key)}?{query}"
 
-    def _call(self, what: str, fn):
+    def verify(self, key: str, expires: int, signature: str, now: float | None = None) -> bool:
+        """Whether a local download link for `key` is authentic and not yet expired."""
+        secret = self.settings.secret(DOWNLOAD_PURPOSE)
+        return verify_local(key, expires, signature, secret, now)
+
+    def _call(self, doing: str, fn):
         try:
             return fn()
         except FileNotFoundError:
             raise
         except Exception as exc:
-            raise _storage_error(exc, what) from exc
-
-
-class _S3Upload:
-    """The S3 file being written; upload failures surface as storage errors."""
-
-    def __init__(self, f) -> None:
-        self._f = f
-
-    def write(self, data) -> int:
-        """Buffer `data`; a full block is uploaded as one part."""
-        try:
-            return self._f.write(data)
-        except Exception as exc:
-            raise _storage_error(exc, "write") from exc
-
-    def flush(self) -> None:
-        """Upload the buffer if it holds a full block."""
-        try:
-            self._f.flush()
-        except Exception as exc:
-            raise _storage_error(exc, "write") from exc
-
-    def __getattr__(self, name: str):
-        return getattr(self._f, name)
+            raise storage_error(exc, doing) from exc
 
 
 def _discard(f) -> None:
@@ -275,7 +280,7 @@ def atomic_local_file(final: Path, tmp_dir: Path | None = None) -> Iterator[Bina
     """Write to a temporary name in the same filesystem, rename over `final` on success."""
     tmp_dir = tmp_dir or final.parent
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f".{final.name}.{uuid.uuid4().hex}.part"
+    tmp = tmp_dir / local_temp_name(final.name)
     try:
         with open(tmp, "wb") as f:
             yield f
