@@ -222,9 +222,10 @@ class JobStore:
         )
 
     def unsubmitted(self, older_than_seconds: float) -> list[Job]:
-        """Background jobs created but never handed to Prefect (the submitter died)."""
+        """Active background jobs without a flow run: created, or moved to a new attempt,
+        by a process that died (or failed to submit) before handing them to Prefect."""
         return self._all(
-            f"SELECT {_COLUMNS} FROM export_jobs WHERE status = 'pending'"
+            f"SELECT {_COLUMNS} FROM export_jobs WHERE status IN {_ACTIVE_SQL}"
             f" AND strategy = 'background' AND flow_run_id IS NULL"
             f" AND created_at < now() - make_interval(secs => %s) ORDER BY created_at",
             (older_than_seconds,),

@@ -16,8 +16,8 @@ TMP_DIR = ".tmp"
 PARTS_DIR = "tmp"
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# The only names cleanup may delete: checkpoint.part_key and local_temp_name, nothing else.
-_CHUNK = re.compile(rf"{PARTS_DIR}/({_UUID})/part-[0-9]{{6,}}")
+# The only names cleanup may delete: checkpoint.ChunkFiles.key and local_temp_name.
+_CHUNK = re.compile(rf"{PARTS_DIR}/({_UUID})/[0-9a-f]{{16}}/chunk-[0-9]{{6,}}")
 _LOCAL_TEMP = re.compile(rf"{re.escape(TMP_DIR)}/\.[^/]+\.[0-9a-f]{{32}}\.part")
 
 
@@ -115,7 +115,7 @@ def local_temp_name(final_name: str) -> str:
 
 
 def chunk_job_id(key: str) -> str | None:
-    """The job id of a chunk file key (tmp/<job uuid>/part-NNNNNN); None for any other key."""
+    """The job id of a chunk file key (tmp/<job>/<plan>/chunk-NNNNNN); None for any other key."""
     match = _CHUNK.fullmatch(key)
     return match.group(1) if match else None
 

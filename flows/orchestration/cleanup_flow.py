@@ -10,7 +10,7 @@ from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 
 from flows.control.jobs import ACTIVE, Job
-from flows.control.storage import TMP_DIR
+from flows.control.storage_keys import chunk_job_id
 from flows.orchestration.export_flow import RETRY_DELAYS, retry_if_transient, stopped_by_shutdown
 from flows.orchestration.job_run import end_job
 from flows.orchestration.runtime import runtime
@@ -33,23 +33,20 @@ def expire_files() -> int:
 @task(retries=2, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_if_transient,
       task_run_name="remove-orphans", persist_result=False)  # fmt: skip
 def remove_orphans(max_age_seconds: int) -> int:
-    """Delete temporary files older than the bound whose job is no longer running."""
+    """Delete the project's temporary files older than the bound whose job is not running;
+    nothing else under the storage root is ever listed for deletion."""
     rt = runtime()
     cutoff = time.time() - max_age_seconds
     removed = 0
-    for key, modified in rt.storage.list("tmp/") + rt.storage.list(f"{TMP_DIR}/"):
+    for key, modified in rt.storage.list_temporary():
         if modified > cutoff:
             continue
-        if key.startswith("tmp/"):
-            job = rt.jobs.get(key.split("/")[1]) if _is_uuid(key.split("/")[1]) else None
-            if job is not None and job.status in ACTIVE:
-                continue
+        job_id = chunk_job_id(key)
+        job = rt.jobs.get(job_id) if job_id is not None else None
+        if job is not None and job.status in ACTIVE:
+            continue
         removed += rt.storage.delete(key)
     return removed
-
-
-def _is_uuid(text: str) -> bool:
-    return len(text) == 36 and text.count("-") == 4
 
 
 def _run_state(client, job: Job):
@@ -103,14 +100,23 @@ def reconcile(max_attempts: int, submit_grace_seconds: float) -> dict[str, int]:
     without updating their job (a lost hook) end the job the same way; jobs whose
     submitter died before handing them to Prefect are submitted."""
     rt = runtime()
-    counts = {"resubmitted": 0, "failed": 0, "cancelled": 0, "submitted": 0}
+    counts = dict.fromkeys(("resubmitted", "failed", "cancelled", "submitted", "not_submitted"), 0)
     with get_client(sync_client=True) as client:
         for job in rt.jobs.active_with_runs():
-            outcome = _reconcile_one(rt, client, job, max_attempts)
+            try:
+                outcome = _reconcile_one(rt, client, job, max_attempts)
+            except Exception as exc:  # e.g. Prefect refused a submission: next pass retries
+                get_run_logger().warning("could not reconcile job %s: %s", job.id, exc)
+                outcome = "not_submitted"
             if outcome:
                 counts[outcome] += 1
     for job in rt.jobs.unsubmitted(submit_grace_seconds):
-        submit_and_attach(rt.jobs, job)
+        try:
+            submit_and_attach(rt.jobs, job)
+        except Exception as exc:  # one job's submission must not stop the others
+            get_run_logger().warning("could not submit job %s: %s", job.id, exc)
+            counts["not_submitted"] += 1
+            continue
         counts["submitted"] += 1
     return counts
 

@@ -11,16 +11,27 @@ import pytest
 from flows.control.settings import Settings
 from flows.control.storage import Storage
 from flows.control.storage_keys import chunk_job_id, is_temporary
-from flows.orchestration.checkpoint import part_key, parts_prefix
+from flows.orchestration.checkpoint import ChunkFiles, job_temp_prefix
 
 JOB = str(uuid.UUID(int=0x3F1C1C437C1E4C579D3E2B8F3A6F0C11))
 HEX = "0123456789abcdef" * 2
+
+
+def part_key(job_id: str, index: int) -> str:
+    """A chunk file key as a run writes it."""
+    return ChunkFiles(None, job_id, HEX * 2).key(index)
+
+
+parts_prefix = job_temp_prefix
 
 # Under the root but not ours: a user's notes, look-alikes, other folders.
 FOREIGN = [
     "tmp/notes.txt",
     f"tmp/{JOB}/other",
     f"tmp/{JOB}/part-1",
+    f"tmp/{JOB}/part-000000",
+    f"tmp/{JOB}/{HEX[:16]}/other",
+    f"tmp/{JOB}/{HEX[:15]}/chunk-000000",
     f"tmp/{JOB}/part-000001.bak",
     f"tmp/{JOB}/sub/part-000000",
     f"tmp/{JOB.upper()}/part-000000",
@@ -91,7 +102,7 @@ def test_delete_prefix_stays_inside_its_folder(seeded: Storage):
             f.write(b"near")
     before = {key for key, _ in seeded.list("")}
     inside = {key for key in before if key.startswith(f"tmp/{JOB}/")}
-    assert len(inside) == 7
+    assert len(inside) == 10  # the 3 chunk files and 7 foreign files under it
 
     assert seeded.delete_prefix(f"tmp/{JOB}") == len(inside)  # no slash: still the folder
     assert {key for key, _ in seeded.list("")} == before - inside
