@@ -182,10 +182,14 @@ def _check_key(conn, rel: int, ds: Dataset, path: Path | str) -> None:
     if not_null and unique:
         return
     col = '"' + ds.key.replace('"', '""') + '"'
-    why = "is nullable" if not not_null else "has no single-column unique index"
-    fix = "make it NOT NULL" if not not_null else f"add a unique index on {ds.relation} ({col})"
-    if not not_null and not unique:
-        fix += " and add a unique index on it"
+    why = " and ".join(
+        ([] if not_null else ["is nullable"])
+        + ([] if unique else ["has no single-column unique index"])
+    )
+    fix = " and ".join(
+        ([] if not_null else [f"make {col} NOT NULL"])
+        + ([] if unique else [f"add a unique index on {ds.relation} ({col})"])
+    )
     raise _fail(
         path,
         ds,
