@@ -1,0 +1,229 @@
+"""Schemas as real applications have them, exported end to end and compared with the table."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from flows.control.errors import DatasetConfigError
+from flows.control.registry import load_checked_registry
+from flows.datapath.engine import export
+from flows.datapath.request import ExportRequest, plan_export
+from tests.flows.helpers import chunk_list, limits, neutralised
+
+SHOP_SQL = """
+DROP SCHEMA IF EXISTS "Shop" CASCADE;
+CREATE SCHEMA "Shop";
+SET LOCAL search_path = "Shop";
+CREATE DOMAIN email AS text CHECK (VALUE LIKE '%@%');
+CREATE DOMAIN qty AS integer CHECK (VALUE >= 0);
+CREATE DOMAIN small_qty AS qty;
+CREATE DOMAIN code8 AS char(8);
+CREATE TYPE "Status" AS ENUM ('new', '=1+2', '=HYPERLINK("http://x")');
+CREATE TABLE "Orders" (
+    "Code" char(8) PRIMARY KEY, name varchar(20) NOT NULL, "Order Total" numeric(12,2),
+    flags bit(4), contact email, qty qty, small small_qty, ref code8, status "Status",
+    "a.b" text);
+INSERT INTO "Orders"
+SELECT chr(65 + g % 26) || g, 'name ' || g, g * 1.25, (g % 16)::bit(4),
+       'u' || g || '@example.com', g, g % 7, chr(90 - g % 26) || g,
+       (enum_range(NULL::"Status"))[1 + g % 3], CASE WHEN g % 5 = 0 THEN '-' || g END
+FROM generate_series(1, 60) g;
+INSERT INTO "Orders" VALUES ('ABCDEFGH', 'eight', 0.01, B'1111', NULL, 0, 0, 'ABCDEFGH',
+                             NULL, 'full width');
+CREATE TABLE "Words" (word text PRIMARY KEY, n integer);
+INSERT INTO "Words"
+SELECT w, row_number() OVER () FROM unnest(ARRAY[
+    'apple', 'Apple', 'APPLE', 'Äpfel', 'zebra', 'Zebra', 'ñandú', '日本', 'émigré', 'Émigré',
+    'a b', 'a-b', 'ab', '', ' ', 'ß', 'ss', '🎉', 'Ω', 'z']) w
+UNION ALL SELECT left(md5(g::text), 1 + g % 9) || upper(left(md5(g::text), 2)), 100 + g
+FROM generate_series(1, 150) g;
+CREATE TABLE loose (code text, v text);
+CREATE TABLE "Lines" (order_code char(8), line integer, v text, PRIMARY KEY (order_code, line));
+"""
+
+SHOP_YAML = """
+modules:
+  orders:
+    table: '"Shop"."Orders"'
+    key: Code
+    permission: p
+    columns: {Code: null, name: null, Order Total: Total, flags: null, contact: null, qty: null,
+              small: null, ref: null, status: null, a.b: null}
+  words: {table: '"Shop"."Words"', key: word, permission: p, columns: {word: null, n: null}}
+"""
+
+
+def write_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "datasets.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shop(db_url, tmp_path_factory):
+    """The throwaway schema and its checked registry."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute(SHOP_SQL)
+    yield load_checked_registry(write_yaml(tmp_path_factory.mktemp("shop"), SHOP_YAML), db_url)
+    with psycopg.connect(db_url) as conn:
+        conn.execute('DROP SCHEMA "Shop" CASCADE')
+
+
+def export_csv(settings, plan, chunk_rows: int = 7) -> list[list[str]]:
+    small = settings.model_copy(update={"chunk_rows": chunk_rows, "first_chunk_rows": chunk_rows})
+    buf = io.BytesIO()
+    export(settings.database_url, plan, buf, small)
+    return list(csv.reader(io.StringIO(buf.getvalue().decode(), newline="")))
+
+
+def expected(db_url: str, sql: str, free_text: set[int]) -> list[list[str]]:
+    """Rows as psycopg reads them, as the CSV must show them."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(sql).fetchall()
+    return [
+        [
+            "" if v is None else (neutralised(str(v)) if i in free_text else str(v))
+            for i, v in enumerate(row)
+        ]
+        for row in rows
+    ]
+
+
+def test_orders_export_every_row_as_stored(settings, db_url, shop):
+    plan = plan_export(ExportRequest(module="orders"), shop, limits(10))
+    rows = export_csv(settings, plan)
+    header = ["Code", "name", "Total", "flags", "contact", "qty", "small", "ref", "status", "a.b"]
+    assert rows[0] == header
+    sql = (
+        'SELECT "Code", name, "Order Total", flags, contact, qty, small, ref, status::text,'
+        ' "a.b" FROM "Shop"."Orders" ORDER BY "Code"'
+    )
+    want = expected(db_url, sql, {0, 1, 4, 7, 8, 9})
+    assert len(want) == 61 and rows[1:] == want
+    # The char(8) key keeps its padding, and no row is lost at a chunk boundary.
+    assert rows[1][0] == "A26     " and "ABCDEFGH" in [r[0] for r in rows]
+    assert {r[8] for r in rows[1:]} == {"new", "'=1+2", '\'=HYPERLINK("http://x")', ""}
+
+
+def test_domains_over_native_types_stay_numbers(settings, shop):
+    plan = plan_export(ExportRequest(module="orders"), shop, limits(10))
+    table = chunk_list(settings.database_url, plan, 100)[0].table
+    assert table.schema.field("qty").type == pa.int32()
+    assert table.schema.field("small").type == pa.int32()
+    assert table.schema.field("contact").type in (pa.string(), pa.large_string())
+
+
+@pytest.mark.parametrize(
+    ("column", "op", "value", "where"),
+    [
+        ("Code", "eq", "B1", "\"Code\" = 'B1'"),
+        ("Code", "in", ["ABCDEFGH", "C2"], "\"Code\" IN ('ABCDEFGH', 'C2')"),
+        ("ref", "eq", "ABCDEFGH", "ref = 'ABCDEFGH'"),
+        ("name", "eq", "name 7", "name = 'name 7'"),
+        ("Order Total", "gte", "70.00", '"Order Total" >= 70'),
+        ("status", "eq", "=1+2", "status = '=1+2'"),
+        ("flags", "eq", "0101", "flags = B'0101'"),
+        ("small", "lte", 2, "small <= 2"),
+    ],
+)
+def test_filters_on_declared_types_match(settings, db_url, shop, column, op, value, where):
+    req = ExportRequest(
+        module="orders", columns=["Code"], filters=[{"column": column, "op": op, "value": value}]
+    )
+    plan = plan_export(req, shop, limits(10))
+    got = [r[0] for r in export_csv(settings, plan)[1:]]
+    want = [
+        r[0]
+        for r in expected(
+            db_url, f'SELECT "Code" FROM "Shop"."Orders" WHERE {where} ORDER BY 1', set()
+        )
+    ]
+    assert got == want and want
+
+
+def test_ids_on_a_char_key(settings, shop):
+    plan = plan_export(
+        ExportRequest(module="orders", columns=["Code"], ids=["B1", "ABCDEFGH"]), shop, limits(10)
+    )
+    assert [r[0] for r in export_csv(settings, plan)[1:]] == ["ABCDEFGH", "B1      "]
+
+
+@pytest.mark.parametrize("chunk_rows", [3, 7, 1000])
+def test_mixed_case_unicode_text_key_exports_each_row_once(settings, db_url, shop, chunk_rows):
+    plan = plan_export(ExportRequest(module="words"), shop, limits(10))
+    rows = export_csv(settings, plan, chunk_rows)[1:]
+    want = expected(db_url, 'SELECT word, n FROM "Shop"."Words" ORDER BY word', {0})
+    assert rows == want and len(want) == 170
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "why"),
+    [
+        ('"Shop".loose', "code", "is nullable"),
+        ('"Shop"."Lines"', "order_code", "no single-column unique index"),
+    ],
+)
+def test_keys_that_cannot_page_are_refused_at_start(tmp_path, db_url, shop, table, key, why):
+    text = f"modules:\n  bad:\n    table: '{table}'\n    key: {key}\n    permission: p\n    columns: {{v: null}}\n"
+    path = write_yaml(tmp_path, text)
+    with pytest.raises(DatasetConfigError) as info:
+        load_checked_registry(path, db_url)
+    msg = info.value.message
+    assert str(path) in msg and "module 'bad'" in msg and "field 'key'" in msg
+    assert why in msg and "or declare a different key" in msg
+
+
+def test_a_very_wide_table(settings, db_url, tmp_path):
+    cols = [f'"Col {i:03}" {"integer" if i % 2 else "text"}' for i in range(1, 300)]
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            f"DROP TABLE IF EXISTS wide; CREATE TABLE wide (id integer PRIMARY KEY, {', '.join(cols)})"
+        )
+        values = ", ".join(f"g * {i}" if i % 2 else f"'=t' || g || '.{i}'" for i in range(1, 300))
+        conn.execute(f"INSERT INTO wide SELECT g, {values} FROM generate_series(1, 40) g")
+    names = ["id"] + [f"Col {i:03}" for i in range(1, 300)]
+    body = ", ".join(f"'{n}': null" for n in names)
+    reg = load_checked_registry(
+        write_yaml(
+            tmp_path,
+            f"modules:\n  wide:\n    table: wide\n    key: id\n    permission: p\n    columns: {{{body}}}\n",
+        ),
+        db_url,
+    )
+    plan = plan_export(ExportRequest(module="wide"), reg, limits(10))
+    rows = export_csv(settings, plan)
+    assert rows[0] == names
+    want = expected(
+        db_url, "SELECT * FROM wide ORDER BY id", {i for i in range(1, 300) if i % 2 == 0}
+    )
+    assert rows[1:] == want and len(rows[1]) == 300
+
+
+def test_citext_column_and_key(settings, db_url, tmp_path):
+    with psycopg.connect(db_url) as conn:
+        if not conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'citext'"
+        ).fetchone():
+            pytest.skip("the citext extension is not installed on this server")
+        conn.execute(
+            "CREATE EXTENSION IF NOT EXISTS citext; DROP TABLE IF EXISTS handles;"
+            " CREATE TABLE handles (handle citext PRIMARY KEY, n integer);"
+            " INSERT INTO handles SELECT h, row_number() OVER () FROM unnest("
+            "ARRAY['Bob', 'alice', 'Carol', 'dave', '=cmd', 'Émile']) h"
+        )
+    yaml_text = "modules:\n  handles: {table: handles, key: handle, permission: p, columns: {handle: null, n: null}}\n"
+    reg = load_checked_registry(write_yaml(tmp_path, yaml_text), db_url)
+    plan = plan_export(ExportRequest(module="handles"), reg, limits(10))
+    assert reg.modules["handles"].types["handle"].free_text
+    rows = export_csv(settings, plan, 2)[1:]
+    assert rows == expected(db_url, "SELECT handle, n FROM handles ORDER BY handle", {0})
+    req = ExportRequest(
+        module="handles", filters=[{"column": "handle", "op": "eq", "value": "BOB"}]
+    )
+    assert export_csv(settings, plan_export(req, reg, limits(10)))[1:] == [["Bob", "1"]]
