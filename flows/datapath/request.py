@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
 
-import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.control import errors
@@ -25,9 +23,10 @@ from flows.control.registry import Column, Dataset, Registry
 from flows.control.settings import Settings
 from flows.datapath import values as typed
 
-FORMATS = ("csv", "xlsx")
-OPERATORS = ("eq", "in", "gte", "lte", "contains")
-DELIMITERS = (",", ";", "\t", "|")
+Format = Literal["csv", "xlsx"]
+Operator = Literal["eq", "in", "gte", "lte", "contains"]
+Delimiter = Literal[",", ";", "\t", "|"]
+FORMATS, OPERATORS, DELIMITERS = get_args(Format), get_args(Operator), get_args(Delimiter)
 
 Scalar = str | int | float | bool
 
@@ -45,7 +44,7 @@ class FilterSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Filter")
 
     column: str
-    op: Literal["eq", "in", "gte", "lte", "contains"]
+    op: Operator
     value: Scalar | list[Scalar] = Field(description="A list for `in`, else one value.")
 
 
@@ -66,7 +65,7 @@ class ExportRequest(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     module: str
-    format: Literal["csv", "xlsx"] = "csv"
+    format: Format = "csv"
     columns: list[str] | None = Field(None, description="Allow-listed columns; None: all.")
     ids: list[str | int] | None = Field(None, description="Scope: only these keys.")
     date_from: str | None = Field(None, alias="from")
@@ -74,7 +73,7 @@ class ExportRequest(BaseModel):
     filters: list[FilterSpec] = []
     timezone: str = Field("UTC", description="IANA zone timestamps are shown in.")
     header: bool = True
-    delimiter: Literal[",", ";", "\t", "|"] = ","
+    delimiter: Delimiter = ","
     bom: bool = False
     gzip: bool = Field(False, description="CSV only: XLSX is already compressed.")
 
@@ -170,7 +169,7 @@ def plan_export(
     _check_sizes(req, settings)
     if req.gzip and req.format == "xlsx":
         raise errors.InvalidOption("gzip applies to CSV only: XLSX is already compressed")
-    tz = zone(req.timezone)
+    tz = typed.zone(req.timezone)
     conditions = [c for f in req.filters for c in _condition(ds, f, tz)]
     if req.ids is not None:
         conditions.append(_ids_condition(ds, req.ids, tz))
@@ -237,22 +236,6 @@ def _columns(ds: Dataset, names: list[str] | None) -> list[Column]:
     if len(set(names)) != len(names):
         raise errors.ColumnNotAllowed(f"columns are listed twice: {names}")
     return [ds.column(n) for n in names]
-
-
-@lru_cache(maxsize=256)
-def zone(name: str) -> ZoneInfo:
-    """The zone `name`, if both Python and Polars (which converts the timestamps) know it."""
-    try:
-        tz = ZoneInfo(name)
-        # Polars reads zones its own way and refuses some Python accepts (posixrules,
-        # localtime, Factory): ask it now rather than fail halfway through an export.
-        one = pl.Series([datetime(2000, 1, 1)]).dt.replace_time_zone("UTC")
-        one.dt.convert_time_zone(name).dt.replace_time_zone(None)
-    except (ZoneInfoNotFoundError, ValueError, OSError, pl.exceptions.PolarsError):
-        raise errors.InvalidTimezone(
-            f"unknown time zone {name!r}; use an IANA name such as UTC or Europe/Berlin"
-        ) from None
-    return tz
 
 
 def _condition(ds: Dataset, f: FilterSpec, tz: ZoneInfo) -> list[Condition]:

@@ -8,10 +8,13 @@ import re
 import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flows.control.errors import InvalidFilterValue
+import polars as pl
+
+from flows.control.errors import InvalidFilterValue, InvalidTimezone
 from flows.control.registry import ColumnType
 
 INT_RANGES = {
@@ -122,6 +125,22 @@ def scalar_text(ctype: ColumnType, value: Any) -> str:
     if base in ("character", "character varying", "bit", "bit varying"):
         return _sized(str(value), ctype)
     return str(value)
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    """The zone `name`, if both Python and Polars (which converts the timestamps) know it."""
+    try:
+        tz = ZoneInfo(name)
+        # Polars reads zones its own way and refuses some Python accepts (posixrules,
+        # localtime, Factory): ask it now rather than fail halfway through an export.
+        one = pl.Series([datetime(2000, 1, 1)]).dt.replace_time_zone("UTC")
+        one.dt.convert_time_zone(name).dt.replace_time_zone(None)
+    except (ZoneInfoNotFoundError, ValueError, OSError, pl.exceptions.PolarsError):
+        raise InvalidTimezone(
+            f"unknown time zone {name!r}; use an IANA name such as UTC or Europe/Berlin"
+        ) from None
+    return tz
 
 
 def parse_moment(text: str, tz: ZoneInfo) -> date | datetime:
