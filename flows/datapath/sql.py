@@ -149,9 +149,13 @@ def bound_query(plan: ExportPlan, after: Any, limit: int) -> Query:
     inner = (
         f"SELECT {key} AS k FROM {relation(plan.dataset)}{where} ORDER BY {key} LIMIT {int(limit)}"
     )
-    return Query(
-        f"SELECT max(k)::text AS hi, count(*) AS n FROM ({inner}) AS page", tuple(params.values)
+    # Not max(k): some key types (uuid) have no max aggregate, all have an ordering.
+    sql = (
+        f"WITH page AS ({inner}) SELECT"
+        " (SELECT page.k::text FROM page ORDER BY page.k DESC LIMIT 1) AS hi,"
+        " (SELECT count(*) FROM page) AS n"
     )
+    return Query(sql, tuple(params.values))
 
 
 def range_query(plan: ExportPlan, lo: Any, hi: Any) -> Query:

@@ -48,6 +48,8 @@ SELECT w, row_number() OVER () FROM unnest(ARRAY[
     'a b', 'a-b', 'ab', '', ' ', 'ß', 'ss', '🎉', 'Ω', 'z']) w
 UNION ALL SELECT left(md5(g::text), 1 + g % 9) || upper(left(md5(g::text), 2)), 100 + g
 FROM generate_series(1, 150) g;
+CREATE TABLE sessions (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n integer);
+INSERT INTO sessions (n) SELECT g FROM generate_series(1, 50) g;
 CREATE TABLE loose (code text, v text);
 CREATE TABLE "Lines" (order_code char(8), line integer, v text, PRIMARY KEY (order_code, line));
 """
@@ -61,6 +63,7 @@ modules:
     columns: {Code: null, name: null, Order Total: Total, flags: null, contact: null, qty: null,
               small: null, ref: null, status: null, a.b: null}
   words: {table: '"Shop"."Words"', key: word, permission: p, columns: {word: null, n: null}}
+  sessions: {table: '"Shop".sessions', key: id, permission: p, columns: {id: null, n: null}}
 """
 
 
@@ -165,6 +168,15 @@ def test_mixed_case_unicode_text_key_exports_each_row_once(settings, db_url, sho
     rows = export_csv(settings, plan, chunk_rows)[1:]
     want = expected(db_url, 'SELECT word, n FROM "Shop"."Words" ORDER BY word', {0})
     assert rows == want and len(want) == 170
+
+
+def test_a_uuid_key_pages_without_max(settings, db_url, shop):
+    plan = plan_export(ExportRequest(module="sessions"), shop, limits(10))
+    rows = export_csv(settings, plan)[1:]
+    assert rows == expected(db_url, 'SELECT id, n FROM "Shop".sessions ORDER BY id', set())
+    picked = [rows[3][0], rows[40][0].upper()]
+    req = ExportRequest(module="sessions", ids=picked)
+    assert export_csv(settings, plan_export(req, shop, limits(10)))[1:] == [rows[3], rows[40]]
 
 
 @pytest.mark.parametrize(
