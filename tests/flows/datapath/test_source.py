@@ -16,9 +16,6 @@ from flows.control.registry import load_checked_registry
 from flows.datapath.engine import export
 from flows.datapath.request import ExportRequest, Filter, plan_export
 from flows.datapath.source import Source, range_query
-from flows.datapath.sql import XLSX_CUT_CHARS
-from flows.datapath.transform import Transform
-from flows.datapath.writers import make_writer
 from tests.flows.control.test_database import terminate_when_waiting
 from tests.flows.datapath.test_csv_roundtrip import parse
 from tests.flows.helpers import chunk_list, limits
@@ -304,43 +301,3 @@ def test_a_key_gone_null_after_the_check_stops_the_export(settings, db_url, tmp_
     plan = plan_export(ExportRequest(module="drifting"), reg, limits(10))
     with pytest.raises(SourceError, match="does not advance"):
         list(chunk_list(settings.database_url, plan, 5))
-
-
-NOTES_SQL = r"""
-DROP TABLE IF EXISTS notes;
-CREATE TABLE notes (id integer PRIMARY KEY, body text, tag varchar(10));
-INSERT INTO notes VALUES
-  (1, '=' || repeat(E'ab\x01', 40000), 'a'),
-  (2, repeat('é', 40000), 'b'),
-  (3, 'short', NULL),
-  (4, E'\x01=' || repeat('y', 50000), 'd'),
-  (5, repeat('🎉', 20000), 'e'),
-  (6, repeat('z', 32768), 'f');
-"""
-
-
-def test_xlsx_reads_long_text_cut_and_writes_the_same_file(settings, db_url, tmp_path):
-    with psycopg.connect(db_url) as conn:
-        conn.execute(NOTES_SQL)
-    path = tmp_path / "datasets.yaml"
-    path.write_text(
-        "modules:\n  notes: {table: notes, key: id, permission: p,"
-        " columns: {id: null, body: null, tag: null}}\n"
-    )
-    reg = load_checked_registry(path, db_url)
-    xlsx = plan_export(ExportRequest(module="notes", format="xlsx"), reg, limits(10))
-    cut = chunk_list(settings.database_url, xlsx, 100)[0].table.column("body").to_pylist()
-    assert max(len(v) for v in cut if v) == XLSX_CUT_CHARS + 1
-    assert cut[2] == "short" and cut[3].startswith("\x01=y")
-    # The writer fed the whole texts writes the very same bytes.
-    whole = plan_export(ExportRequest(module="notes"), reg, limits(10))
-    assert len(chunk_list(settings.database_url, whole, 100)[0].table["body"][0].as_py()) == 120001
-    buf = io.BytesIO()
-    export(settings.database_url, xlsx, buf, settings)
-    reference = io.BytesIO()
-    writer, transform = make_writer(xlsx.request, xlsx.columns, settings), Transform(xlsx)
-    writer.open(reference)
-    for chunk in chunk_list(settings.database_url, whole, 100):
-        writer.write(transform(chunk.table))
-    writer.close()
-    assert buf.getvalue() == reference.getvalue()
