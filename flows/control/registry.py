@@ -131,7 +131,7 @@ def load_registry(path: Path) -> Registry:
 
 
 _RELATION = """
-SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass(%s)
 """
@@ -177,10 +177,21 @@ def _fail(path: Path | str, ds: Dataset, field: str, message: str) -> DatasetCon
     return DatasetConfigError(f"{path}: module '{ds.name}', field '{field}': {message}")
 
 
-def _check_key(conn, rel: int, ds: Dataset, path: Path | str) -> None:
+def _check_key(conn, rel: int, kind: str, ds: Dataset, path: Path | str) -> None:
     not_null, unique = conn.execute(_KEY, {"rel": rel, "key": ds.key}).fetchone()
     if not_null and unique:
         return
+    if kind in ("v", "f"):
+        # A view (or foreign table) can hold no index: nothing vouches for its key.
+        what = "a view" if kind == "v" else "a foreign table"
+        raise _fail(
+            path,
+            ds,
+            "key",
+            f"{ds.relation} is {what}, whose key PostgreSQL cannot vouch is unique and not "
+            "null; export its table, or a materialized view with a unique index on "
+            f"({ds.key}), or declare a different key",
+        )
     col = '"' + ds.key.replace('"', '""') + '"'
     why = " and ".join(
         ([] if not_null else ["is nullable"])
@@ -211,7 +222,7 @@ def check_registry(registry: Registry, url: str, path: Path | str = "datasets") 
                 raise _fail(path, ds, "table", f"{ds.table!r} is not a table name") from exc
             if found is None:
                 raise _fail(path, ds, "table", f"table {ds.table} does not exist")
-            rel, ds.relation = found
+            rel, ds.relation, kind = found
             types = {
                 name: ColumnType(
                     pg_type=full, base_type=base, category=cat, base_full=base_full, labels=labels
@@ -225,7 +236,7 @@ def check_registry(registry: Registry, url: str, path: Path | str = "datasets") 
                 if col is not None and col not in types:
                     raise _fail(path, ds, field, f"column {col!r} does not exist in {ds.table}")
             ds.types = types
-            _check_key(conn, rel, ds, path)
+            _check_key(conn, rel, kind, ds, path)
     return registry
 
 

@@ -148,3 +148,13 @@ def test_types_resolve_nested_domains_and_carry_enum_labels(tmp_path, db_url, ke
 def test_a_table_name_that_cannot_parse_is_refused(tmp_path, db_url):
     with pytest.raises(DatasetConfigError, match="field 'table'"):
         load_checked_registry(write(tmp_path, module("a.b.c.d", "id")), db_url)
+
+
+def test_a_view_is_refused_as_it_cannot_vouch_for_its_key(tmp_path, db_url, keyed):
+    with psycopg.connect(db_url) as conn:
+        conn.execute('CREATE OR REPLACE VIEW "Reg Keys".pk_view AS SELECT * FROM "Reg Keys".pk')
+    path = write(tmp_path, module('"Reg Keys".pk_view', "id"))
+    with pytest.raises(
+        DatasetConfigError, match=r"field 'key'.*is a view.*declare a different key"
+    ):
+        load_checked_registry(path, db_url)
