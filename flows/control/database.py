@@ -5,21 +5,46 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as adbc
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from flows.control.errors import SourceError, SourceUnavailable
+from flows.control.errors import SourceError, SourceTimeout, SourceUnavailable
 from flows.control.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# SQLSTATE classes a retry can fix: connection exceptions, operator intervention
-# (admin shutdown, crash recovery), insufficient resources.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "57", "53")
+READER_APPLICATION_NAME = "exportflow-reader"
+
+# Retried: the connection or the server went away, or a concurrent transaction lost
+# a race; the same query can succeed on a fresh connection a moment later.
+_TRANSIENT_CLASSES = ("08",)
+_TRANSIENT_CODES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+# libpq's own words for a connection lost without an SQLSTATE (the server died, a
+# network cut); a bare "connection" also appears in errors no retry fixes.
+_LOST_CONNECTION_TEXTS = (
+    "server closed the connection unexpectedly",
+    "terminating connection",
+    "could not receive data from server",
+    "could not send data to server",
+    "no connection to the server",
+    "ssl syscall",
+)
+_CONNECT_FAILED = re.compile(r"connection to server .* failed", re.S)
+_PUBLIC_MESSAGES = {
+    "57014": "the export's query ran longer than the statement timeout allows",
+    "53": "the database ran out of resources (memory, disk or connections)",
+    "42703": "a column or table used by this export no longer exists",
+    "42P01": "a column or table used by this export no longer exists",
+    "22": "the database could not compute a value of this export (a data error)",
+    "25006": "the export's connection is read-only and the query tried to write",
+    "42501": "the database refused the export permission to read this table",
+}
 
 
 def _pgserver():
@@ -66,12 +91,24 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or embedded_url(settings.data_dir)
 
 
-def adbc_connect(url: str) -> adbc.Connection:
-    """An ADBC connection for the Arrow data path."""
+def reader_conninfo(url: str, statement_timeout_seconds: float | None = None) -> str:
+    """`url` with the data-path session settings: read-only, a statement timeout, and an
+    application_name operators can find in pg_stat_activity."""
+    params = conninfo_to_dict(url)
+    opts = ["-c default_transaction_read_only=on"]
+    if statement_timeout_seconds is not None:
+        opts.append(f"-c statement_timeout={max(1, round(statement_timeout_seconds * 1000))}")
+    # Kept after the URL's own options so that ours win where both set the same thing.
+    options = " ".join(filter(None, [params.get("options") or "", *opts]))
+    return make_conninfo(url, options=options, application_name=READER_APPLICATION_NAME)
+
+
+def adbc_connect(url: str, statement_timeout_seconds: float | None = None) -> adbc.Connection:
+    """A read-only ADBC connection for the Arrow data path."""
     try:
-        return adbc.connect(url)
+        return adbc.connect(reader_conninfo(url, statement_timeout_seconds))
     except Exception as exc:
-        raise SourceUnavailable(f"cannot connect to the database: {exc}") from exc
+        raise SourceUnavailable("the database could not be reached", detail=str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -80,16 +117,32 @@ def pg_connect(url: str, **kwargs) -> Iterator[psycopg.Connection]:
     try:
         conn = psycopg.connect(url, **kwargs)
     except psycopg.OperationalError as exc:
-        raise SourceUnavailable(f"cannot connect to the database: {exc}") from exc
+        raise SourceUnavailable("the database could not be reached", detail=str(exc)) from exc
     with conn:
         yield conn
 
 
+def sqlstate_of(exc: BaseException) -> str:
+    """The SQLSTATE a psycopg (`sqlstate`) or ADBC (`sqlstate`, `sql_state`) error carries."""
+    for attr in ("sqlstate", "sql_state"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str) and value.strip("\x00 "):
+            return value.strip("\x00 ")
+    return ""
+
+
 def classify_db_error(exc: BaseException) -> Exception:
-    """Turn a driver error into SourceUnavailable (retry) or SourceError (give up)."""
-    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "sql_state", None) or ""
-    text = str(exc)
-    lost = any(s in text for s in ("server closed the connection", "connection", "terminating"))
-    if sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or (not sqlstate and lost):
-        return SourceUnavailable(f"database unavailable: {text.splitlines()[0]}")
-    return SourceError(f"query failed: {text.splitlines()[0]}")
+    """Turn a driver error into SourceUnavailable (retry), SourceTimeout or SourceError
+    (give up). The message is a plain sentence; the driver's text goes into `detail`."""
+    sqlstate = sqlstate_of(exc)
+    detail = f"[{sqlstate or 'no sqlstate'}] {type(exc).__name__}: {exc}".strip()
+    text = str(exc).lower()
+    lost = not sqlstate and (
+        any(t in text for t in _LOST_CONNECTION_TEXTS) or bool(_CONNECT_FAILED.search(text))
+    )
+    if sqlstate[:2] in _TRANSIENT_CLASSES or sqlstate in _TRANSIENT_CODES or lost:
+        return SourceUnavailable("the database could not be reached", detail=detail)
+    if sqlstate == "57014":
+        return SourceTimeout(_PUBLIC_MESSAGES["57014"], detail=detail)
+    message = _PUBLIC_MESSAGES.get(sqlstate) or _PUBLIC_MESSAGES.get(sqlstate[:2])
+    return SourceError(message or "the database refused the export's query", detail=detail)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import psycopg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -26,12 +27,16 @@ class ColumnType(BaseModel):
     pg_type: str = Field("text", description="Declared type with modifier: character(8).")
     base_type: str = Field("", description="Domains resolved, no modifier: character, numeric.")
     category: str = Field("", description="pg_type.typcategory of the base type.")
+    base_full: str = Field("", description="Domains resolved, with modifier: character(8).")
+    labels: list[str] | None = Field(None, description="An enum's labels, in sort order.")
 
     @model_validator(mode="after")
     def _derive(self) -> ColumnType:
         # Built by hand (not from the catalog): a built-in type names its own base.
         if not self.base_type:
             self.base_type = re.sub(r"\(.*?\)", "", self.pg_type)
+        if not self.base_full:
+            self.base_full = self.pg_type
         if not self.category:
             self.category = (
                 "A"
@@ -61,6 +66,9 @@ class Dataset(BaseModel):
 
     name: str = ""
     table: str
+    relation: str = Field(
+        "", description="The table as the catalog names it, quoted; set at check."
+    )
     key: str
     date_column: str | None = None
     permission: str
@@ -82,8 +90,8 @@ class Dataset(BaseModel):
 
     @property
     def key_type(self) -> str:
-        """The key column's declared PostgreSQL type."""
-        return self.types[self.key].pg_type
+        """The type the key's bound values are cast to: its base type with modifier."""
+        return self.types[self.key].base_full
 
     def filterable(self, name: str) -> bool:
         """Whether requests may filter on `name` (allow-listed, or the key itself)."""
@@ -111,7 +119,8 @@ def load_registry(path: Path) -> Registry:
     modules = {}
     for name, body in raw["modules"].items():
         try:
-            modules[name] = Dataset.model_validate({**(body or {}), "name": name, "types": {}})
+            body = {**(body or {}), "name": name, "relation": "", "types": {}}
+            modules[name] = Dataset.model_validate(body)
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "module"
@@ -121,40 +130,113 @@ def load_registry(path: Path) -> Registry:
     return Registry(modules=modules)
 
 
-# Domains resolve to their base type (one level is enough: a domain over a domain
-# stores the innermost base type in typbasetype).
+_RELATION = """
+SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(%s)
+"""
+
+# typbasetype of a domain over a domain names the inner domain, not the base type:
+# walk down to the base, keeping the first modifier met (a domain's own typtypmod).
 _CATALOG = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod),
-       format_type(coalesce(nullif(t.typbasetype, 0), t.oid), NULL), b.typcategory
+WITH RECURSIVE walk AS (
+    SELECT a.attnum, a.atttypid AS tid, a.atttypmod AS mod, 0 AS depth
+    FROM pg_attribute a
+    WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+    SELECT w.attnum, t.typbasetype, CASE WHEN w.mod = -1 THEN t.typtypmod ELSE w.mod END,
+           w.depth + 1
+    FROM walk w JOIN pg_type t ON t.oid = w.tid
+    WHERE t.typtype = 'd'
+)
+SELECT DISTINCT ON (w.attnum)
+       a.attname, format_type(a.atttypid, a.atttypmod), format_type(w.tid, NULL),
+       b.typcategory, format_type(w.tid, w.mod),
+       (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
+        FROM pg_enum e WHERE e.enumtypid = w.tid)
+FROM walk w
+JOIN pg_type b ON b.oid = w.tid
+JOIN pg_attribute a ON a.attrelid = %(rel)s AND a.attnum = w.attnum
+ORDER BY w.attnum, w.depth DESC
+"""
+
+# Keyset paging skips NULLs and repeats or loses rows on duplicates: the key must be
+# NOT NULL with a unique, valid, single-column index that covers every row.
+_KEY = """
+SELECT a.attnotnull,
+       EXISTS (SELECT 1 FROM pg_index i
+               WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid
+                 AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum
+                 AND i.indpred IS NULL AND i.indexprs IS NULL)
 FROM pg_attribute a
-JOIN pg_type t ON t.oid = a.atttypid
-JOIN pg_type b ON b.oid = coalesce(nullif(t.typbasetype, 0), t.oid)
-WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+WHERE a.attrelid = %(rel)s AND a.attname = %(key)s AND NOT a.attisdropped
 """
 
 
+def _fail(path: Path | str, ds: Dataset, field: str, message: str) -> DatasetConfigError:
+    return DatasetConfigError(f"{path}: module '{ds.name}', field '{field}': {message}")
+
+
+def _check_key(conn, rel: int, kind: str, ds: Dataset, path: Path | str) -> None:
+    not_null, unique = conn.execute(_KEY, {"rel": rel, "key": ds.key}).fetchone()
+    if not_null and unique:
+        return
+    if kind in ("v", "f"):
+        # A view (or foreign table) can hold no index: nothing vouches for its key.
+        what = "a view" if kind == "v" else "a foreign table"
+        raise _fail(
+            path,
+            ds,
+            "key",
+            f"{ds.relation} is {what}, whose key PostgreSQL cannot vouch is unique and not "
+            "null; export its table, or a materialized view with a unique index on "
+            f"({ds.key}), or declare a different key",
+        )
+    col = '"' + ds.key.replace('"', '""') + '"'
+    why = " and ".join(
+        ([] if not_null else ["is nullable"])
+        + ([] if unique else ["has no single-column unique index"])
+    )
+    fix = " and ".join(
+        ([] if not_null else [f"make {col} NOT NULL"])
+        + ([] if unique else [f"add a unique index on {ds.relation} ({col})"])
+    )
+    raise _fail(
+        path,
+        ds,
+        "key",
+        f"key column {ds.key!r} {why}; keyset paging needs a NOT NULL, unique key: "
+        f"{fix}, or declare a different key",
+    )
+
+
 def check_registry(registry: Registry, url: str, path: Path | str = "datasets") -> Registry:
-    """Fill column types from the catalog; fail on a table or column that does not exist."""
+    """Resolve each table, fill column types from the catalog and check the key; fail on a
+    table or column that does not exist, or a key that is not NOT NULL and unique."""
     with pg_connect(url) as conn:
         for ds in registry.modules.values():
-            if conn.execute("SELECT to_regclass(%s)", (ds.table,)).fetchone()[0] is None:
-                raise DatasetConfigError(
-                    f"{path}: module '{ds.name}', field 'table': table {ds.table} does not exist"
-                )
+            try:
+                found = conn.execute(_RELATION, (ds.table,)).fetchone()
+            except psycopg.Error as exc:
+                conn.rollback()
+                raise _fail(path, ds, "table", f"{ds.table!r} is not a table name") from exc
+            if found is None:
+                raise _fail(path, ds, "table", f"table {ds.table} does not exist")
+            rel, ds.relation, kind = found
             types = {
-                name: ColumnType(pg_type=full, base_type=base, category=category)
-                for name, full, base, category in conn.execute(_CATALOG, (ds.table,))
+                name: ColumnType(
+                    pg_type=full, base_type=base, category=cat, base_full=base_full, labels=labels
+                )
+                for name, full, base, cat, base_full, labels in conn.execute(_CATALOG, {"rel": rel})
             }
             named = [("key", ds.key), ("date_column", ds.date_column)]
             named += [(f"columns.{c}", c) for c in ds.columns]
             named += [(f"sensitive.{c}", c) for c in ds.sensitive]
             for field, col in named:
                 if col is not None and col not in types:
-                    raise DatasetConfigError(
-                        f"{path}: module '{ds.name}', field '{field}': column {col!r} "
-                        f"does not exist in {ds.table}"
-                    )
+                    raise _fail(path, ds, field, f"column {col!r} does not exist in {ds.table}")
             ds.types = types
+            _check_key(conn, rel, kind, ds, path)
     return registry
 
 

@@ -1,55 +1,88 @@
-"""An export request, and its validation into a plan against the dataset registry."""
+"""An export request, and its validation into a plan against the dataset registry.
+
+Time zones, one rule. A `timestamptz` is an instant: it is shown as wall-clock time in
+the request's zone. A `timestamp` (without time zone) is a wall-clock value: it is shown
+as stored, never converted. Date-range bounds and filter values on either kind: a value
+without an offset is wall-clock time in the request's zone; a value with an offset (or
+Z) is that instant, which on a `timestamp` column means its wall-clock time in the
+request's zone. A date means its whole day in the request's zone. A zone the engine
+cannot convert to is refused at planning (invalid_timezone).
+"""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, timedelta
+from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.control import errors
 from flows.control.registry import Column, Dataset, Registry
 from flows.control.settings import Settings
+from flows.datapath import values as typed
 
-FORMATS = ("csv", "xlsx")
-OPERATORS = ("eq", "in", "gte", "lte", "contains")
-_INTS = {"smallint", "integer", "bigint"}
-_NUMBERS = {"numeric", "real", "double precision"}
+Format = Literal["csv", "xlsx"]
+Operator = Literal["eq", "in", "gte", "lte", "contains"]
+Delimiter = Literal[",", ";", "\t", "|"]
+FORMATS, OPERATORS, DELIMITERS = get_args(Format), get_args(Operator), get_args(Delimiter)
+
+Scalar = str | int | float | bool
 
 
-class Filter(BaseModel):
-    """A condition on one allow-listed column."""
+def _strict_init(model: type[BaseModel], self: BaseModel, data: dict[str, Any]) -> None:
+    try:
+        super(model, self).__init__(**data)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+class FilterSpec(BaseModel):
+    """A condition on one allow-listed column (its JSON form)."""
+
+    model_config = ConfigDict(extra="forbid", title="Filter")
 
     column: str
-    op: str = "eq"
-    value: Any
+    op: Operator
+    value: Scalar | list[Scalar] = Field(description="A list for `in`, else one value.")
+
+
+class Filter(FilterSpec):
+    """A filter built by hand (the command line): a bad field is an InvalidRequest with a
+    stable code. Kept apart from FilterSpec because pydantic also runs a model's own
+    __init__ when it validates the model nested in a request, where the field path of a
+    ValidationError is wanted instead."""
+
+    def __init__(self, **data: Any) -> None:
+        _strict_init(Filter, self, data)
 
 
 class ExportRequest(BaseModel):
-    """What the user asked for, as the API and CLI receive it."""
+    """What the user asked for, as the API and CLI receive it; unknown fields are refused
+    and a bad field is an InvalidRequest with a stable code."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     module: str
-    format: str = "csv"
+    format: Format = "csv"
     columns: list[str] | None = Field(None, description="Allow-listed columns; None: all.")
     ids: list[str | int] | None = Field(None, description="Scope: only these keys.")
     date_from: str | None = Field(None, alias="from")
     date_to: str | None = Field(None, alias="to")
-    filters: list[Filter] = []
-    timezone: str = "UTC"
+    filters: list[FilterSpec] = []
+    timezone: str = Field("UTC", description="IANA zone timestamps are shown in.")
     header: bool = True
-    delimiter: str = ","
+    delimiter: Delimiter = ","
     bom: bool = False
-    gzip: bool = False
+    gzip: bool = Field(False, description="CSV only: XLSX is already compressed.")
+
+    def __init__(self, **data: Any) -> None:
+        _strict_init(ExportRequest, self, data)
 
 
 class Condition(BaseModel):
-    """One WHERE term: `column op values`, each value the text form of the column's type."""
+    """One WHERE term: `column op values`, each value the text form of `pg_type`."""
 
     column: str
     pg_type: str
@@ -64,6 +97,8 @@ class ExportPlan(BaseModel):
     dataset: Dataset
     columns: list[Column]
     conditions: list[Condition]
+    # How the rows are read, not which: left out of the plan's fingerprint.
+    statement_timeout_seconds: float = Field(300, exclude=True)
 
     @property
     def timezone(self) -> str:
@@ -71,14 +106,35 @@ class ExportPlan(BaseModel):
         return self.request.timezone
 
 
+_FIELD_ERRORS = {
+    "format": (errors.UnsupportedFormat, "unsupported format {input!r}; use csv or xlsx"),
+    "op": (errors.UnknownOperator, "unknown filter operator {input!r}; use one of: {ops}"),
+    "delimiter": (errors.InvalidOption, "delimiter {input!r} must be one of {delimiters}"),
+}
+
+
+def invalid(exc: ValidationError) -> errors.InvalidRequest:
+    """The first problem of a ValidationError as an InvalidRequest naming the field."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    where = ".".join(loc) or "request"
+    for part in reversed(loc):
+        if part in _FIELD_ERRORS and err["type"] == "literal_error":
+            cls, text = _FIELD_ERRORS[part]
+            shown = ", ".join(repr(d) for d in DELIMITERS)
+            msg = text.format(input=err.get("input"), ops=", ".join(OPERATORS), delimiters=shown)
+            return cls(msg)
+    if err["type"] == "extra_forbidden":
+        return errors.InvalidRequest(f"{where}: unknown field; remove it")
+    return errors.InvalidRequest(f"{where}: {err['msg']}")
+
+
 def parse_request(data: dict[str, Any]) -> ExportRequest:
     """The request from its JSON form; a malformed one is an InvalidRequest naming the field."""
     try:
         return ExportRequest.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "request"
-        raise errors.InvalidRequest(f"{where}: {err['msg']}") from None
+        raise invalid(exc) from None
 
 
 @dataclass(frozen=True)
@@ -102,7 +158,6 @@ def plan_export(
 ) -> ExportPlan:
     """Validate `req` against the registry, the settings' bounds and the caller's
     permissions; raises an InvalidRequest (or PermissionDenied) naming the bad value."""
-    max_ids = settings.max_selected_ids
     ds = registry.get(req.module)
     if ds is None:
         known = ", ".join(sorted(registry.modules))
@@ -111,20 +166,59 @@ def plan_export(
         raise errors.PermissionDenied(
             f"your token does not carry {ds.permission!r}, needed to export {req.module!r}"
         )
-    if req.format not in FORMATS:
-        raise errors.UnsupportedFormat(f"unsupported format {req.format!r}; use csv or xlsx")
-    if len(req.delimiter) != 1 or req.delimiter in '"\r\n':
-        raise errors.InvalidOption(
-            f"delimiter {req.delimiter!r} must be one character other than a quote or line break"
-        )
-    tz = _zone(req.timezone)
-    conditions = [_condition(ds, f) for f in req.filters]
+    _check_sizes(req, settings)
+    if req.gzip and req.format == "xlsx":
+        raise errors.InvalidOption("gzip applies to CSV only: XLSX is already compressed")
+    tz = typed.zone(req.timezone)
+    conditions = [c for f in req.filters for c in _condition(ds, f, tz)]
     if req.ids is not None:
-        conditions.append(_ids_condition(ds, req.ids, max_ids))
+        conditions.append(_ids_condition(ds, req.ids, tz))
     conditions += _date_conditions(ds, req.date_from, req.date_to, tz)
     return ExportPlan(
-        request=req, dataset=ds, columns=_columns(ds, req.columns), conditions=conditions
+        request=req,
+        dataset=ds,
+        columns=_columns(ds, req.columns),
+        conditions=conditions,
+        statement_timeout_seconds=settings.statement_timeout_seconds,
     )
+
+
+def _check_sizes(req: ExportRequest, settings: Settings) -> None:
+    """Every list and every text in the request within the configured bounds, checked
+    before anything is done per item."""
+    if req.ids is not None and len(req.ids) > settings.max_selected_ids:
+        raise errors.TooManyIds(
+            f"{len(req.ids)} ids selected, at most {settings.max_selected_ids} allowed; "
+            "export all rows with a filter"
+        )
+    if len(req.filters) > settings.max_filters:
+        raise errors.InvalidRequest(
+            f"{len(req.filters)} filters given, at most {settings.max_filters} allowed; "
+            "combine conditions (an `in` list, a date range) or remove some"
+        )
+    if req.columns is not None and len(req.columns) > settings.max_columns:
+        raise errors.InvalidRequest(
+            f"{len(req.columns)} columns named, at most {settings.max_columns} allowed; "
+            "omit the list to export every allowed column"
+        )
+    for f in req.filters:
+        items = f.value if isinstance(f.value, list) else [f.value]
+        if len(items) > settings.max_in_values:
+            raise errors.InvalidFilterValue(
+                f"filter on {f.column!r} has {len(items)} values, at most "
+                f"{settings.max_in_values} allowed; split the export or use gte/lte"
+            )
+        _check_lengths(f.column, items, settings.max_value_chars)
+    _check_lengths("ids", req.ids or [], settings.max_value_chars)
+
+
+def _check_lengths(what: str, items: list, limit: int) -> None:
+    for v in items:
+        if len(str(v)) > limit:
+            raise errors.InvalidFilterValue(
+                f"a value for {what!r} is {len(str(v))} characters long, at most {limit} "
+                "allowed; use a shorter value"
+            )
 
 
 def _columns(ds: Dataset, names: list[str] | None) -> list[Column]:
@@ -144,71 +238,33 @@ def _columns(ds: Dataset, names: list[str] | None) -> list[Column]:
     return [ds.column(n) for n in names]
 
 
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise errors.InvalidTimezone(
-            f"unknown time zone {name!r}; use an IANA name such as UTC or Europe/Berlin"
-        ) from None
-
-
-def _condition(ds: Dataset, f: Filter) -> Condition:
+def _condition(ds: Dataset, f: FilterSpec, tz: ZoneInfo) -> list[Condition]:
     if not ds.filterable(f.column):
         raise errors.FilterNotAllowed(
             f"cannot filter on column {f.column!r} in module {ds.name!r}; "
             f"filter on one of: {', '.join(ds.columns)}"
         )
-    if f.op not in OPERATORS:
-        raise errors.UnknownOperator(
-            f"unknown filter operator {f.op!r}; use one of: {', '.join(OPERATORS)}"
-        )
     ctype = ds.types[f.column]
-    pg_type = ctype.pg_type
+    cast = ctype.base_full
     if f.op == "contains":
-        return Condition(column=f.column, pg_type=pg_type, op="contains", values=[str(f.value)])
-    raw = f.value if f.op == "in" else [f.value]
-    if not isinstance(raw, list) or not raw:
-        raise errors.InvalidFilterValue(f"filter 'in' on {f.column!r} needs a non-empty list")
-    values = [_typed_text(f.column, ctype.base_type, v) for v in raw]
-    return Condition(column=f.column, pg_type=pg_type, op=f.op, values=values)
+        if isinstance(f.value, list):
+            raise errors.InvalidFilterValue(f"filter 'contains' on {f.column!r} takes one value")
+        return [Condition(column=f.column, pg_type="text", op="contains", values=[str(f.value)])]
+    if f.op == "in":
+        if not isinstance(f.value, list) or not f.value:
+            raise errors.InvalidFilterValue(f"filter 'in' on {f.column!r} needs a non-empty list")
+        items = [text for v in f.value for _, text in typed.check(f.column, ctype, v, "in", tz)]
+        return [Condition(column=f.column, pg_type=cast, op="in", values=items)]
+    terms = typed.check(f.column, ctype, f.value, f.op, tz)
+    return [Condition(column=f.column, pg_type=cast, op=op, values=[v]) for op, v in terms]
 
 
-def _ids_condition(ds: Dataset, ids: list, max_ids: int) -> Condition:
+def _ids_condition(ds: Dataset, ids: list, tz: ZoneInfo) -> Condition:
     if not ids:
         raise errors.InvalidRequest("the id list is empty; select at least one row or omit ids")
-    if len(ids) > max_ids:
-        raise errors.TooManyIds(
-            f"{len(ids)} ids selected, at most {max_ids} allowed; export all rows with a filter"
-        )
-    values = [_typed_text(ds.key, ds.types[ds.key].base_type, v) for v in ids]
+    ctype = ds.types[ds.key]
+    values = [text for v in ids for _, text in typed.check(ds.key, ctype, v, "in", tz)]
     return Condition(column=ds.key, pg_type=ds.key_type, op="in", values=values)
-
-
-def _typed_text(column: str, pg_type: str, value: Any) -> str:
-    """The value's text form, after checking it parses as the column's type."""
-    text = str(value).strip()
-    try:
-        if pg_type in _INTS:
-            int(text)
-        elif pg_type in _NUMBERS:
-            Decimal(text)
-        elif pg_type == "boolean":
-            if text.lower() not in ("true", "false", "t", "f", "1", "0"):
-                raise ValueError(text)
-        elif pg_type == "date":
-            date.fromisoformat(text)
-        elif pg_type.startswith("timestamp"):
-            datetime.fromisoformat(text)
-        elif pg_type == "uuid":
-            uuid.UUID(text)
-        else:
-            return str(value)
-    except (ValueError, InvalidOperation):
-        raise errors.InvalidFilterValue(
-            f"value {value!r} for column {column!r} is not a valid {pg_type}"
-        ) from None
-    return text
 
 
 def _date_conditions(ds: Dataset, start: str | None, end: str | None, tz: ZoneInfo) -> list:
@@ -220,33 +276,30 @@ def _date_conditions(ds: Dataset, start: str | None, end: str | None, tz: ZoneIn
     hi = _instant(end, tz, "to") if end else None
     if lo and hi and lo >= hi:
         raise errors.InvalidDateRange(f"'from' ({start}) must be before 'to' ({end})")
-    pg_type = ds.types[ds.date_column].pg_type
+    ctype = ds.types[ds.date_column]
+    if ctype.base_type not in typed.TEMPORAL:
+        raise errors.InvalidDateRange(
+            f"date column {ds.date_column!r} of module {ds.name!r} is a {ctype.pg_type}, "
+            "not a date or timestamp"
+        )
     out = []
     for op, bound in (("gte", lo), ("lt", hi)):
         if bound is not None:
-            text = _bound_text(bound, ds.types[ds.date_column].base_type)
-            out.append(Condition(column=ds.date_column, pg_type=pg_type, op=op, values=[text]))
+            text = typed.moment_text(bound, ctype.base_type, tz, upper=op == "lt")
+            out.append(
+                Condition(column=ds.date_column, pg_type=ctype.base_full, op=op, values=[text])
+            )
     return out
 
 
 def _instant(text: str, tz: ZoneInfo, which: str) -> datetime:
     """A date means its whole day in `tz`: `to` is exclusive of the following midnight."""
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text) + timedelta(days=1 if which == "to" else 0)
-            return datetime.combine(day, time(), tz)
-        moment = datetime.fromisoformat(text)
+        found = typed.parse_moment(text, tz)
     except ValueError:
         raise errors.InvalidDate(
             f"'{which}' value {text!r} is not a date; use YYYY-MM-DD or an ISO 8601 date-time"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
-
-
-def _bound_text(moment: datetime, pg_type: str) -> str:
-    if pg_type == "date":
-        return moment.date().isoformat()
-    if pg_type == "timestamp without time zone":
-        # Naive timestamps are taken to be UTC wall-clock.
-        return moment.astimezone(ZoneInfo("UTC")).replace(tzinfo=None).isoformat()
-    return moment.isoformat()
+    if isinstance(found, datetime):
+        return found
+    return typed.day_start(found + timedelta(days=1 if which == "to" else 0), tz)

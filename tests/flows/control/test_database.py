@@ -1,13 +1,26 @@
-"""The embedded PostgreSQL: started when no URL is set, found again after its starter died."""
+"""Connections: the embedded PostgreSQL found again after its starter died; driver errors
+from real failures classified as retryable or not, with plain public messages."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from flows.control.database import (
+    READER_APPLICATION_NAME,
+    adbc_connect,
+    classify_db_error,
+    sqlstate_of,
+)
+from flows.control.errors import SourceError, SourceTimeout, SourceUnavailable
 
 
 def db(env: dict, *args: str) -> str:
@@ -41,3 +54,155 @@ def test_embedded_server_is_reused_then_stopped(tmp_path: Path):
     assert db(env, "stop") == "stopped"
     assert not (tmp_path / "data/pg/postmaster.pid").exists()
     assert db(env, "stop") == "no embedded server running"
+
+
+# --- Errors from real failures: which are retried, and what users are told ---------------
+
+
+def adbc_failure(url: str, sql: str, timeout: float | None = None) -> Exception:
+    """The error a real ADBC read of `sql` raises, classified."""
+    conn = adbc_connect(url, timeout)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            cur.fetch_arrow_table()
+    except Exception as exc:
+        return classify_db_error(exc)
+    finally:
+        conn.close()
+    raise AssertionError(f"{sql} did not fail")
+
+
+def psycopg_failure(url: str, sql: str) -> Exception:
+    """The error a real psycopg execution of `sql` raises, classified."""
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql)
+    except psycopg.Error as exc:
+        return classify_db_error(exc)
+    raise AssertionError(f"{sql} did not fail")
+
+
+def raising(sqlstate: str) -> str:
+    return f"DO $$BEGIN RAISE EXCEPTION 'secret detail' USING ERRCODE = '{sqlstate}'; END$$"
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "kind"),
+    [
+        ("08006", SourceUnavailable),  # connection failure
+        ("57P01", SourceUnavailable),  # admin shutdown
+        ("57P02", SourceUnavailable),  # crash shutdown
+        ("57P03", SourceUnavailable),  # cannot connect now
+        ("40001", SourceUnavailable),  # serialization failure
+        ("40P01", SourceUnavailable),  # deadlock
+        ("57014", SourceTimeout),  # statement timeout / query canceled
+        ("53100", SourceError),  # disk full
+        ("53200", SourceError),  # out of memory
+        ("42703", SourceError),  # undefined column
+        ("42P01", SourceError),  # undefined table
+        ("22012", SourceError),  # division by zero
+        ("57000", SourceError),  # operator intervention, not listed
+        ("XX000", SourceError),  # internal error, not listed
+    ],
+)
+@pytest.mark.parametrize("driver", ["adbc", "psycopg"])
+def test_sqlstates_are_classified_from_an_explicit_list(db_url, sqlstate, kind, driver):
+    fail = adbc_failure if driver == "adbc" else psycopg_failure
+    err = fail(db_url, raising(sqlstate))
+    assert type(err) is kind
+    assert err.transient is (kind is SourceUnavailable)
+    assert "secret detail" not in err.message and sqlstate in err.detail
+    assert "secret detail" in err.detail
+    if kind is SourceTimeout:
+        assert err.code == "timeout"
+
+
+def test_real_failures_read_as_plain_sentences(db_url):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE OR REPLACE VIEW broken_ratio AS SELECT 1 / (g - g) AS r FROM generate_series(1, 3) g"
+        )
+    for err in (
+        adbc_failure(db_url, "SELECT * FROM broken_ratio"),
+        psycopg_failure(db_url, "SELECT * FROM broken_ratio"),
+    ):
+        assert type(err) is SourceError and not err.transient
+        assert "division by zero" in err.detail and "division" not in err.message
+    err = adbc_failure(db_url, "SELECT no_such_column FROM broken_ratio")
+    assert err.message == "a column or table used by this export no longer exists"
+    assert "no_such_column" in err.detail
+    err = adbc_failure(db_url, "SELECT pg_sleep(5)", timeout=0.2)
+    assert type(err) is SourceTimeout and err.code == "timeout"
+
+
+def test_an_unreachable_server_is_transient_and_names_no_host(db_url):
+    url = make_conninfo(db_url, host="127.0.0.1", port="1", connect_timeout="3")
+    with pytest.raises(SourceUnavailable) as info:
+        adbc_connect(url)
+    assert info.value.message == "the database could not be reached"
+    assert "127.0.0.1" in info.value.detail
+    err = psycopg_failure(url, "SELECT 1")
+    assert type(err) is SourceUnavailable and "127.0.0.1" not in err.message
+
+
+def test_a_bare_word_connection_is_not_a_lost_connection():
+    err = classify_db_error(RuntimeError("invalid connection option 'foo'"))
+    assert type(err) is SourceError
+    lost = classify_db_error(RuntimeError("server closed the connection unexpectedly"))
+    assert type(lost) is SourceUnavailable
+    refused = classify_db_error(RuntimeError('connection to server at "h" (1.2.3.4) failed'))
+    assert type(refused) is SourceUnavailable and "1.2.3.4" not in refused.message
+
+
+def terminate_when_waiting(db_url: str, application_name: str) -> None:
+    """Wait until a backend of `application_name` waits on a lock, then terminate it."""
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        for _ in range(200):
+            row = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+                " AND datname = current_database() AND wait_event_type = 'Lock'",
+                (application_name,),
+            ).fetchone()
+            if row:
+                admin.execute("SELECT pg_terminate_backend(%s)", row)
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"no backend of {application_name} waited on the lock")
+
+
+@pytest.mark.parametrize("driver", ["adbc", "psycopg"])
+def test_a_connection_terminated_mid_read_is_transient(db_url, driver):
+    name = READER_APPLICATION_NAME if driver == "adbc" else "exportflow-terminate-test"
+    sql = "SELECT pg_advisory_xact_lock_shared(424242)"
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(424242)")
+        killer = threading.Thread(target=terminate_when_waiting, args=(db_url, name))
+        killer.start()
+        if driver == "adbc":
+            err = adbc_failure(db_url, sql)
+        else:
+            err = psycopg_failure(make_conninfo(db_url, application_name=name), sql)
+        killer.join()
+    assert type(err) is SourceUnavailable and err.transient
+    assert err.message == "the database could not be reached"
+
+
+def test_a_connection_killed_between_reads_is_transient_without_sqlstate(db_url):
+    conn = adbc_connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchall()[0][0]
+        conn.rollback()
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        with pytest.raises(Exception) as info, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+    finally:
+        conn.close()
+    # libpq reports it with no SQLSTATE: recognised by its own words.
+    assert sqlstate_of(info.value) == ""
+    err = classify_db_error(info.value)
+    assert type(err) is SourceUnavailable and "server closed" in err.detail

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import io
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from flows.control.database import READER_APPLICATION_NAME, classify_db_error
+from flows.control.errors import SourceError, SourceTimeout, SourceUnavailable, is_transient
 from flows.control.registry import load_checked_registry
 from flows.datapath.engine import export
 from flows.datapath.request import ExportRequest, Filter, plan_export
 from flows.datapath.source import Source, range_query
+from tests.flows.control.test_database import terminate_when_waiting
 from tests.flows.datapath.test_csv_roundtrip import parse
 from tests.flows.helpers import chunk_list, limits
 
@@ -208,15 +213,91 @@ def test_opaque_types_and_infinities_export_faithfully(settings, edge, tmp_path:
 
 
 def test_dropped_column_fails_as_terminal_source_error(settings, db_url, edge):
-    from flows.control.errors import SourceError, is_transient
-
     plan = plan_export(ExportRequest(module="edge", columns=["code", "mood"]), edge, limits(10))
     with psycopg.connect(db_url) as conn:
         conn.execute("ALTER TABLE edge RENAME COLUMN mood TO mood_gone")
     try:
-        with pytest.raises(SourceError, match="mood") as info:
+        with pytest.raises(SourceError) as info:
             list(chunk_list(settings.database_url, plan, 10))
         assert not is_transient(info.value)
+        assert info.value.message == "a column or table used by this export no longer exists"
+        assert "mood" in info.value.detail and "42703" in info.value.detail
     finally:
         with psycopg.connect(db_url) as conn:
             conn.execute("ALTER TABLE edge RENAME COLUMN mood_gone TO mood")
+
+
+def products_plan(registry, **bounds):
+    req = ExportRequest(module="products", columns=["id"])
+    return plan_export(req, registry, limits(10, **bounds))
+
+
+def test_source_connections_are_read_only_named_and_time_limited(settings, registry):
+    plan = products_plan(registry, statement_timeout_seconds=42)
+    with Source(settings.database_url, plan) as src, src.conn.cursor() as cur:
+        cur.execute(
+            "SELECT current_setting('default_transaction_read_only'),"
+            " current_setting('application_name'), current_setting('statement_timeout')"
+        )
+        assert cur.fetchall() == [("on", READER_APPLICATION_NAME, "42s")]
+        src.conn.rollback()
+        with pytest.raises(Exception, match="read-only") as info:
+            cur.execute("DELETE FROM products")
+            cur.fetchall()
+    assert classify_db_error(info.value).message.endswith("read-only and the query tried to write")
+
+
+@contextmanager
+def table_locked(db_url: str, table: str):
+    """Hold an ACCESS EXCLUSIVE lock on `table`: a read of it waits at a known point."""
+    with psycopg.connect(db_url) as holder:
+        holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield
+        holder.rollback()
+
+
+def test_a_read_past_the_statement_timeout_fails_as_timeout(settings, registry, db_url):
+    plan = products_plan(registry, statement_timeout_seconds=0.3)
+    with table_locked(db_url, "products"), pytest.raises(SourceTimeout) as info:
+        list(chunk_list(settings.database_url, plan, 500))
+    assert info.value.code == "timeout" and not is_transient(info.value)
+    assert "57014" in info.value.detail
+
+
+def test_a_reader_terminated_mid_read_fails_as_transient(settings, registry, db_url):
+    plan = products_plan(registry)
+    with table_locked(db_url, "products"):
+        killer = threading.Thread(
+            target=terminate_when_waiting, args=(db_url, READER_APPLICATION_NAME)
+        )
+        killer.start()
+        with pytest.raises(SourceUnavailable) as info:
+            list(chunk_list(settings.database_url, plan, 500))
+        killer.join()
+    assert is_transient(info.value) and info.value.code == "source_unavailable"
+    assert info.value.message == "the database could not be reached"
+
+
+def test_a_key_gone_null_after_the_check_stops_the_export(settings, db_url, tmp_path):
+    # The check at start refuses a nullable key; a key altered afterwards must still never
+    # loop or repeat a chunk.
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "DROP TABLE IF EXISTS drifting;"
+            " CREATE TABLE drifting (id integer PRIMARY KEY, v text);"
+            " INSERT INTO drifting SELECT g, 'v' || g FROM generate_series(1, 20) g"
+        )
+    path = tmp_path / "datasets.yaml"
+    path.write_text(
+        "modules:\n  drifting:\n    table: drifting\n    key: id\n    permission: p\n"
+        "    columns: {id: null, v: null}\n"
+    )
+    reg = load_checked_registry(path, db_url)
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "ALTER TABLE drifting DROP CONSTRAINT drifting_pkey;"
+            " ALTER TABLE drifting ALTER id DROP NOT NULL; UPDATE drifting SET id = NULL"
+        )
+    plan = plan_export(ExportRequest(module="drifting"), reg, limits(10))
+    with pytest.raises(SourceError, match="does not advance"):
+        list(chunk_list(settings.database_url, plan, 5))
