@@ -42,5 +42,6 @@ def runtime() -> Runtime:
     """The context for this process (settings from the environment)."""
     settings = get_settings()
     url = database_url(settings)
-    registry = load_checked_registry(settings.datasets, url)
+    # The catalog that matters is the one rows are read from.
+    registry = load_checked_registry(settings.datasets, settings.read_database_url or url)
     return Runtime(settings, url, registry, Storage.from_settings(settings), JobStore(url))
