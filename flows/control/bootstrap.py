@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from flows.control.database import database_url
-from flows.control.migrate import migrate
+from flows.control.migrate import migrate as apply_migrations
 from flows.control.registry import Registry, load_checked_registry
 from flows.control.settings import Settings
 
+OnStart = Callable[[Path], None] | None
 
-def connect_and_migrate(settings: Settings) -> str:
+
+def connect_and_migrate(settings: Settings, on_start: OnStart = None) -> str:
     """The database URL, with the schema brought up to date."""
-    url = database_url(settings)
-    migrate(url)
+    url = database_url(settings, on_start)
+    apply_migrations(url)
     return url
 
 
-def bootstrap(settings: Settings) -> tuple[str, Registry]:
-    """Database URL and the dataset registry checked against it; fails fast on bad config."""
-    url = connect_and_migrate(settings)
+def bootstrap(
+    settings: Settings, *, migrate: bool = False, on_start: OnStart = None
+) -> tuple[str, Registry]:
+    """Database URL and the dataset registry checked against its catalog; fails fast on bad
+    config. Reads only, unless `migrate`: exports must run on a read-only replica or role."""
+    url = connect_and_migrate(settings, on_start) if migrate else database_url(settings, on_start)
     return url, load_checked_registry(settings.datasets, url)

@@ -1,0 +1,98 @@
+"""Where `exportflow export` writes: the -o file (checked before any row is read) or stdout,
+and the progress bar on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from flows.control.errors import InvalidOutput
+
+STDOUT = "-"
+
+
+class ProgressBar:
+    """Rows done / total and rate on stderr, redrawn at most five times a second."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.start = self.last = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, final: bool = False) -> None:
+        """Redraw; `total` 0 means not known yet."""
+        now = time.monotonic()
+        if not final and now - self.last < 0.2:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        if total:
+            pct = 100 * done / total
+            fill = int(30 * pct / 100)
+            line = f"[{'#' * fill}{'-' * (30 - fill)}] {done:,}/{total:,} rows {pct:5.1f}%"
+        else:
+            line = f"[{'?' * 30}] {done:,} rows"
+        self.stream.write(f"\r{line} {rate:,.0f} rows/s")
+        self.drawn = not final
+        if final:
+            self.stream.write("\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        """End a bar left mid-line (an error or an interrupt), so what follows starts afresh."""
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
+
+
+def check_output(text: str, name: str, binary: bool) -> Path | None:
+    """The file to write, checked before any row is read; None for standard output.
+    Raises InvalidOutput saying what to change (`name`: a file name to suggest); creates
+    nothing."""
+    if text == STDOUT:
+        if binary and sys.stdout.isatty():
+            raise InvalidOutput(
+                "this format is binary and standard output is a terminal; "
+                "redirect it (> file) or pipe it, or use -o FILE"
+            )
+        return None
+    path = Path(text)
+    folder = path.parent
+    if path.is_dir():
+        raise InvalidOutput(f"{text} is a folder; name a file in it, e.g. -o {path / name}")
+    if not folder.exists():
+        raise InvalidOutput(
+            f"folder {folder} does not exist; create it first (mkdir -p {folder}) "
+            "or choose another -o"
+        )
+    if not folder.is_dir():
+        raise InvalidOutput(f"{folder} is not a folder; choose an -o inside a folder")
+    try:
+        # Mode bits say little (root ignores them, a read-only mount ignores them all):
+        # only creating a file tells whether the final rename will work.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise InvalidOutput(
+            f"cannot write in folder {folder} ({exc.strerror}); choose an -o in a writable folder"
+        ) from None
+    return path
+
+
+@contextlib.contextmanager
+def open_output(path: Path | None) -> Iterator[BinaryIO]:
+    """The sink: a file that appears only when complete, or standard output's bytes."""
+    if path is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    from flows.control.storage import atomic_local_file
+
+    with atomic_local_file(path) as f:
+        yield f
