@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from flows.control.database import database_url
+import psycopg
+
+from flows.control.database import classify_db_error, database_url
+from flows.control.errors import SourceError
 from flows.control.migrate import migrate as apply_migrations
 from flows.control.registry import Registry, load_checked_registry
 from flows.control.settings import Settings
@@ -13,10 +16,25 @@ from flows.control.settings import Settings
 OnStart = Callable[[Path], None] | None
 
 
+def migrate_database(url: str) -> list[str]:
+    """Apply the migrations the database lacks; the versions applied."""
+    try:
+        return apply_migrations(url)
+    except psycopg.Error as exc:
+        err = classify_db_error(exc)
+        if isinstance(err, SourceError):
+            # Typically a read-only role or replica: say what to change, not only what failed.
+            err = SourceError(
+                f"cannot apply the schema migrations ({err.message}); "
+                "run `exportflow migrate` with a role that may create tables"
+            )
+        raise err from exc
+
+
 def connect_and_migrate(settings: Settings, on_start: OnStart = None) -> str:
     """The database URL, with the schema brought up to date."""
     url = database_url(settings, on_start)
-    apply_migrations(url)
+    migrate_database(url)
     return url
 
 

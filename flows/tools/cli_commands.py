@@ -154,10 +154,10 @@ def cmd_modules(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply the schema migrations this database lacks."""
+    from flows.control.bootstrap import migrate_database
     from flows.control.database import database_url
-    from flows.control.migrate import migrate
 
-    applied = migrate(database_url(load_settings(), announce_embedded))
+    applied = migrate_database(database_url(load_settings(), announce_embedded))
     print(f"applied {', '.join(applied)}" if applied else "the schema is up to date")
     return 0
 
