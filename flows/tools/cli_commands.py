@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -12,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from flows.control.errors import ConfigError, InvalidOutput, InvalidRequest
+from flows.control.errors import (
+    ConfigError,
+    InvalidOutput,
+    InvalidRequest,
+    StorageError,
+    StorageFull,
+)
 from flows.control.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -97,6 +104,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         bar.end()
         raise InvalidOutput("standard output was closed before the export ended") from None
+    except OSError as exc:
+        bar.end()
+        where = "standard output" if target is None else target
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(
+                f"no space left writing {where}; free some or use another -o"
+            ) from None
+        raise StorageError(f"cannot write {where}: {exc.strerror or exc}") from None
     except BaseException:
         bar.end()
         raise

@@ -55,7 +55,7 @@ def check_output(text: str, name: str, binary: bool) -> Path | None:
     """The file to write, checked before any row is read; None for standard output.
     Raises InvalidOutput saying what to change (`name`: a file name to suggest); creates
     nothing."""
-    if text == STDOUT:
+    if text in (STDOUT, "/dev/stdout"):
         if binary and sys.stdout.isatty():
             raise InvalidOutput(
                 "this format is binary and standard output is a terminal; "
@@ -64,6 +64,8 @@ def check_output(text: str, name: str, binary: bool) -> Path | None:
         return None
     path = Path(text)
     folder = path.parent
+    if path.exists() and not path.is_dir() and not path.is_file():
+        return path  # a device or a named pipe: written in place, nothing to rename
     if path.is_dir():
         raise InvalidOutput(f"{text} is a folder; name a file in it, e.g. -o {path / name}")
     if not folder.exists():
@@ -91,6 +93,10 @@ def open_output(path: Path | None) -> Iterator[BinaryIO]:
     if path is None:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
+        return
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as f:
+            yield f
         return
     from flows.control.storage import atomic_local_file
 

@@ -21,12 +21,8 @@ def checkout_env(env: dict) -> dict:
 
 
 def exportflow(env: dict, *args: str, text: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run `exportflow ARGS` to completion."""
+    """Run `exportflow ARGS` to completion; stdout and stderr captured unless given."""
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
     return subprocess.run(
-        cli_command(*args),
-        env=checkout_env(env),
-        capture_output=True,
-        text=text,
-        timeout=120,
-        **kwargs,
+        cli_command(*args), env=checkout_env(env), text=text, timeout=120, **streams
     )

@@ -116,3 +116,12 @@ def test_sigterm_mid_export_leaves_no_file(cli_env, tmp_path: Path, settings):
     assert code == 128 + signal.SIGTERM, (tmp_path / "stderr").read_text()
     assert (tmp_path / "stderr").read_text().endswith("terminated\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds.yaml", "stderr"]
+
+
+def test_full_disk_is_a_storage_error(cli_env):
+    with open("/dev/full", "wb") as full:
+        run = exportflow(cli_env, "export", "tags", "-o", "-", stdout=full)
+    assert run.returncode == 2
+    assert run.stderr.endswith(
+        "error [storage_full]: no space left writing standard output; free some or use another -o\n"
+    )
