@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,13 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from flows.control.errors import (
-    ConfigError,
-    InvalidOutput,
-    InvalidRequest,
-    StorageError,
-    StorageFull,
-)
+from flows.control.errors import ConfigError, InvalidRequest
 from flows.control.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -82,7 +74,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from flows.control.bootstrap import bootstrap
     from flows.datapath.engine import count_rows, export
     from flows.datapath.request import parse_request, plan_export
-    from flows.tools.cli_output import ProgressBar, check_output, open_output
+    from flows.tools.cli_output import ProgressBar, check_output, write_output
 
     settings = load_settings()
     request = parse_request(request_data(args))
@@ -96,25 +88,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(count_rows(url, plan))
         return 0
     bar = ProgressBar()
-    try:
-        with open_output(target) as sink:
-            result = export(url, plan, sink, settings, on_progress=bar)
-    except BrokenPipeError:
-        # The reader went away (`| head`); silence the flush Python attempts at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        bar.end()
-        raise InvalidOutput("standard output was closed before the export ended") from None
-    except OSError as exc:
-        bar.end()
-        where = "standard output" if target is None else target
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StorageFull(
-                f"no space left writing {where}; free some or use another -o"
-            ) from None
-        raise StorageError(f"cannot write {where}: {exc.strerror or exc}") from None
-    except BaseException:
-        bar.end()
-        raise
+    result = write_output(target, lambda sink: export(url, plan, sink, settings, bar), bar)
     bar(result.rows, result.rows, final=True)
     where = "standard output" if target is None else target
     print(f"wrote {result.rows:,} rows, {result.bytes:,} bytes to {where}", file=sys.stderr)

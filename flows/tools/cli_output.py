@@ -4,16 +4,25 @@ and the progress bar on stderr."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
-from flows.control.errors import InvalidOutput
+from flows.control.errors import (
+    ExportflowError,
+    InvalidOutput,
+    StorageError,
+    StorageFull,
+)
 
 STDOUT = "-"
+T = TypeVar("T")
 
 
 class ProgressBar:
@@ -102,3 +111,30 @@ def open_output(path: Path | None) -> Iterator[BinaryIO]:
 
     with atomic_local_file(path) as f:
         yield f
+
+
+def output_error(exc: OSError, path: Path | None) -> ExportflowError:
+    """What a failed write of the output means for the operator."""
+    where = "standard output" if path is None else str(path)
+    # Writers in native code re-raise a plain OSError that names the errno only in its text.
+    found = re.match(r"\[Errno (\d+)\]", str(exc))
+    code = exc.errno if exc.errno is not None else (int(found[1]) if found else None)
+    if code == errno.EPIPE:
+        # The reader went away (`| head`); silence the flush Python attempts at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return InvalidOutput(f"{where} was closed before the export ended")
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"no space left writing {where}; free some or use another -o")
+    return StorageError(f"cannot write {where}: {exc.strerror or exc}")
+
+
+def write_output(path: Path | None, write: Callable[[BinaryIO], T], bar: ProgressBar) -> T:
+    """`write(sink)` into the output; a failed write becomes an error saying what to change."""
+    try:
+        with open_output(path) as sink:
+            return write(sink)
+    except BaseException as exc:
+        bar.end()
+        if isinstance(exc, OSError):
+            raise output_error(exc, path) from None
+        raise

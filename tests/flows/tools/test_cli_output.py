@@ -125,3 +125,21 @@ def test_full_disk_is_a_storage_error(cli_env):
     assert run.stderr.endswith(
         "error [storage_full]: no space left writing standard output; free some or use another -o\n"
     )
+
+
+def test_reader_leaving_early_is_reported_once(cli_env, tmp_path: Path):
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen(
+            cli_command("export", "products", "-o", "-"),
+            env=checkout_env(cli_env),
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+        assert proc.stdout.read(10) == b"ID,SKU,Nam"
+        proc.stdout.close()  # as `| head -c 10` does
+        assert proc.wait(60) == 2
+    stderr = (tmp_path / "stderr").read_text()
+    assert stderr.endswith(
+        "error [invalid_output]: standard output was closed before the export ended\n"
+    )
+    assert "Exception" not in stderr and "Traceback" not in stderr
