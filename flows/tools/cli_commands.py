@@ -69,8 +69,7 @@ def request_data(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Validate request and output, then stream the rows into a file that appears only
-    when complete (or to stdout); with --count, only count them."""
+    """Check request and output, then stream the rows to a file or stdout (or count them)."""
     from flows.control.bootstrap import bootstrap
     from flows.datapath.engine import count_rows, export
     from flows.datapath.request import parse_request, plan_export

@@ -1,5 +1,4 @@
-"""Where `exportflow export` writes: the -o file (checked before any row is read) or stdout,
-and the progress bar on stderr."""
+"""Where `exportflow export` writes (the -o file, checked first, or stdout) and its progress."""
 
 from __future__ import annotations
 
@@ -61,9 +60,7 @@ class ProgressBar:
 
 
 def check_output(text: str, name: str, binary: bool) -> Path | None:
-    """The file to write, checked before any row is read; None for standard output.
-    Raises InvalidOutput saying what to change (`name`: a file name to suggest); creates
-    nothing."""
+    """The file to write (None: stdout), else InvalidOutput suggesting `name`; creates nothing."""
     if text in (STDOUT, "/dev/stdout"):
         if binary and sys.stdout.isatty():
             raise InvalidOutput(

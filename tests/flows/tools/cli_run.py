@@ -15,8 +15,8 @@ def cli_command(*args: str) -> list[str]:
 
 
 def checkout_env(env: dict) -> dict:
-    """`env` importing this checkout's `flows` whatever the working directory (the
-    virtualenv's editable install may point at another checkout)."""
+    """`env` importing this checkout's `flows` from any working directory."""
+    # The virtualenv's editable install may point at another checkout.
     return {**env, "PYTHONPATH": str(ROOT)}
 
 

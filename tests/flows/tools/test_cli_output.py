@@ -30,8 +30,7 @@ def module_file(tmp_path: Path, table: str) -> Path:
 
 @pytest.fixture
 def poisoned(cli_env, tmp_path: Path, settings) -> dict:
-    """Environment whose module `m` fails on the first row read: a check that passes on
-    it ran before any row was read."""
+    """Environment whose module `m` fails on its first row: what passes ran before reading."""
     with psycopg.connect(settings.database_url) as conn:
         conn.execute(
             "CREATE OR REPLACE VIEW cli_poisoned AS SELECT id, (1/0)::text AS name FROM products"
