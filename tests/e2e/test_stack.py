@@ -8,11 +8,22 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
+from datetime import UTC, datetime
 
 import psutil
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
@@ -107,6 +118,39 @@ def test_cancelling_a_run_cancels_the_job_and_removes_its_files(stack):
     assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
     assert rt.storage.list(job_temp_prefix(str(job.id))) == []
     assert rt.storage.list(f"exports/{job.id}/") == []
+
+
+def test_cleanup_cron_schedules_runs_and_the_server_logs_no_error(stack):
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("cleanup/cleanup")
+    crons = [s.schedule.cron for s in deployment.schedules if hasattr(s.schedule, "cron")]
+    assert crons == [stack.rt.settings.cleanup_cron] and all(s.active for s in deployment.schedules)
+
+    server_log = stack.log.parent / "logs" / "prefect-server.log"
+
+    def server_errors() -> list[str]:
+        lines = server_log.read_text(errors="replace").splitlines()
+        return [line for line in lines if "ERROR" in line or "Traceback" in line]
+
+    def future_runs():
+        # An error in the server's log (its scheduler failing) is the answer; fail with it.
+        assert server_errors() == [], "\n".join(server_errors()[:20])
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])
+                    ),
+                    expected_start_time=FlowRunFilterExpectedStartTime(after_=datetime.now(UTC)),
+                ),
+            )
+
+    # The server's scheduler loop runs once a minute; a deployment created just after one
+    # waits for the next.
+    runs = wait_for("scheduled runs of the cleanup deployment", future_runs, 150, every=2)
+    assert all(r.expected_start_time.minute % 15 == 0 for r in runs), runs
+    assert server_errors() == []
 
 
 def test_sigterm_stops_every_process_it_started(stack):

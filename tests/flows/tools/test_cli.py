@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from flows.control.migrate import migrate
-
-
-def exportflow(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flows.tools.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.flows.tools.cli_run import exportflow
 
 
 def test_export_writes_file_and_shows_progress(cli_env, tmp_path: Path):
@@ -60,6 +48,8 @@ def test_export_writes_file_and_shows_progress(cli_env, tmp_path: Path):
         (["products", "--timezone", "Nowhere/Land"], "invalid_timezone"),
         (["products", "--columns", ""], "empty_columns"),
         (["products", "--format", "ods"], "unsupported_format"),
+        (["products", "--delimiter", '"'], "invalid_option"),
+        (["products", "--ids", "1,x"], "invalid_filter_value"),
     ],
 )
 def test_bad_input_exits_nonzero_and_writes_nothing(cli_env, tmp_path: Path, args, code):
@@ -101,8 +91,10 @@ def test_seed_and_migrate_are_idempotent(server_url):
         conn.execute(f'CREATE DATABASE "{name}"')
     url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
     try:
-        assert migrate(url) == ["0001_export_jobs"] and migrate(url) == []
         env = {"EXPORTFLOW_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
+        first, second = exportflow(env, "migrate"), exportflow(env, "migrate")
+        assert (first.returncode, first.stdout) == (0, "applied 0001_export_jobs\n"), first.stderr
+        assert (second.returncode, second.stdout) == (0, "the schema is up to date\n")
         for _ in range(2):
             run = exportflow(env, "seed", "--rows", "3000")
             assert run.returncode == 0, run.stderr
@@ -118,3 +110,19 @@ def test_seed_and_migrate_are_idempotent(server_url):
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_bad_setting_is_a_config_error(cli_env, tmp_path: Path):
+    run = exportflow({**cli_env, "EXPORTFLOW_CHUNK_ROWS": "many"}, "export", "tags", "--count")
+    assert run.returncode == 2
+    assert run.stderr.startswith("error [config_error]: EXPORTFLOW_CHUNK_ROWS='many': ")
+
+
+def test_count_prints_matching_rows_and_writes_nothing(cli_env, tmp_path: Path):
+    run = exportflow(
+        cli_env, "export", "products", "--filter", "id:lte:900", "--count", cwd=tmp_path
+    )
+    assert (run.returncode, run.stdout) == (0, "900\n"), run.stderr
+    assert list(tmp_path.iterdir()) == []
+    both = exportflow(cli_env, "export", "products", "--count", "-o", str(tmp_path / "x.csv"))
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr

@@ -1,0 +1,193 @@
+"""What each `exportflow` subcommand does; the parser and the entry point are in cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from flows.control.errors import ConfigError, InvalidRequest
+from flows.control.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from flows.control.registry import Registry
+
+
+def load_settings() -> Settings:
+    """The settings; a bad EXPORTFLOW_* value is a ConfigError naming the variable."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "EXPORTFLOW_" + "_".join(str(p) for p in err["loc"]).upper()
+        raise ConfigError(f"{name}={err.get('input')!r}: {err['msg']}") from None
+
+
+def announce_embedded(pgdata: Path) -> None:
+    """Say where a new embedded server starts: it keeps running after this command."""
+    print(
+        f"starting an embedded PostgreSQL in {pgdata} "
+        "(set EXPORTFLOW_DATABASE_URL to use your own)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _filter(text: str) -> dict[str, Any]:
+    column, sep, rest = text.partition(":")
+    op, sep2, value = rest.partition(":")
+    if not (sep and sep2 and column):
+        raise InvalidRequest(f"filter {text!r} must look like COLUMN:OP:VALUE, e.g. price:gte:10")
+    return {"column": column, "op": op, "value": value.split(",") if op == "in" else value}
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def request_data(args: argparse.Namespace) -> dict[str, Any]:
+    """The request in its JSON form, as the API receives it."""
+    return {
+        "module": args.module,
+        "format": args.format,
+        "columns": _split(args.columns),
+        "ids": _split(args.ids),
+        "from": args.date_from,
+        "to": args.date_to,
+        "filters": [_filter(f) for f in args.filter],
+        "timezone": args.timezone,
+        "header": not args.no_header,
+        "delimiter": args.delimiter,
+        "bom": args.bom,
+        "gzip": args.gzip,
+    }
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Check request and output, then stream the rows to a file or stdout (or count them)."""
+    from flows.control.bootstrap import bootstrap
+    from flows.datapath.engine import count_rows, export
+    from flows.datapath.request import parse_request, plan_export
+    from flows.tools.cli_output import ProgressBar, check_output, write_output
+
+    settings = load_settings()
+    request = parse_request(request_data(args))
+    if not args.count:
+        name = f"{request.module}.{request.format}{'.gz' if request.gzip else ''}"
+        binary = request.format != "csv" or request.gzip
+        target = check_output(args.output, name, binary)
+    url, registry = bootstrap(settings, on_start=announce_embedded)
+    plan = plan_export(request, registry, settings)
+    if args.count:
+        print(count_rows(url, plan))
+        return 0
+    bar = ProgressBar()
+    result = write_output(target, lambda sink: export(url, plan, sink, settings, bar), bar)
+    bar(result.rows, result.rows, final=True)
+    where = "standard output" if target is None else target
+    print(f"wrote {result.rows:,} rows, {result.bytes:,} bytes to {where}", file=sys.stderr)
+    return 0
+
+
+def module_info(registry: Registry) -> list[dict[str, Any]]:
+    """Every declared module with its columns, labels and types, in file order."""
+    out = []
+    for name, ds in registry.modules.items():
+        columns = [ds.column(c) for c in ds.columns]
+        out.append(
+            {
+                "name": name,
+                "table": ds.table,
+                "key": ds.key,
+                "date_column": ds.date_column,
+                "permission": ds.permission,
+                "columns": [{"name": c.name, "label": c.label, "type": c.pg_type} for c in columns],
+                "sensitive": list(ds.sensitive),
+            }
+        )
+    return out
+
+
+def cmd_modules(args: argparse.Namespace) -> int:
+    """List the modules the dataset file declares, checked against the database."""
+    from flows.control.bootstrap import bootstrap
+
+    settings = load_settings()
+    _, registry = bootstrap(settings, on_start=announce_embedded)
+    modules = module_info(registry)
+    if args.json:
+        print(json.dumps(modules, indent=2))
+        return 0
+    print(f"modules in {settings.datasets}:")
+    for m in modules:
+        print(f"\n{m['name']}  ({m['table']})")
+        print(
+            f"  key: {m['key']}   date column: {m['date_column'] or '-'}"
+            f"   permission: {m['permission']}"
+        )
+        rows = [("column", "label", "type")]
+        rows += [(c["name"], c["label"], c["type"]) for c in m["columns"]]
+        widths = [max(len(r[i]) for r in rows) for i in range(2)]
+        for col, label, pg_type in rows:
+            print(f"  {col:<{widths[0]}}  {label:<{widths[1]}}  {pg_type}")
+        if m["sensitive"]:
+            print(f"  never exported: {', '.join(m['sensitive'])}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the schema migrations this database lacks."""
+    from flows.control.bootstrap import migrate_database
+    from flows.control.database import database_url
+
+    applied = migrate_database(database_url(load_settings(), announce_embedded))
+    print(f"applied {', '.join(applied)}" if applied else "the schema is up to date")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Create the demo tables."""
+    from flows.control.bootstrap import connect_and_migrate
+    from flows.tools.seed import seed
+
+    url = connect_and_migrate(load_settings(), announce_embedded)
+    started = time.monotonic()
+    counts = seed(url, rows=args.rows)
+    took = time.monotonic() - started
+    print(f"seeded {counts['products']:,} products, {counts['tags']:,} tags in {took:.1f} s")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """Print the database URL, or stop the embedded server."""
+    from flows.control.database import database_url, stop_embedded
+
+    settings = load_settings()
+    if args.action == "stop":
+        print("stopped" if stop_embedded(settings.data_dir) else "no embedded server running")
+    else:
+        print(database_url(settings, announce_embedded))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """The whole stack on this machine, until Ctrl-C or SIGTERM."""
+    from flows.tools.stack import up
+
+    return up(load_settings())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the export and cleanup deployments from this process."""
+    from flows.control.bootstrap import connect_and_migrate
+    from flows.tools.stack import serve_deployments
+
+    settings = load_settings()
+    connect_and_migrate(settings, announce_embedded)
+    serve_deployments(settings)
+    return 0
