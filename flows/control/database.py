@@ -42,7 +42,7 @@ _PUBLIC_MESSAGES = {
     "42703": "a column or table used by this export no longer exists",
     "42P01": "a column or table used by this export no longer exists",
     "22": "the database could not compute a value of this export (a data error)",
-    "25006": "the export's connection is read-only and the query tried to write",
+    "25006": "the connection is read-only and the statement tried to write",
     "42501": "the database refused the export permission to read this table",
 }
 

@@ -62,25 +62,27 @@ def test_bad_input_exits_nonzero_and_writes_nothing(cli_env, tmp_path: Path, arg
 
 def test_failure_midway_leaves_no_partial_file(cli_env, tmp_path: Path, settings):
     out = tmp_path / "out.csv"
-    cli_env = {**cli_env, "EXPORTFLOW_DATASETS": str(tmp_path / "ds.yaml")}
     (tmp_path / "ds.yaml").write_text(
-        "modules:\n  slow:\n    table: public.products\n    key: id\n    permission: x\n"
+        "modules:\n  slow:\n    table: public.cli_slow\n    key: id\n    permission: x\n"
         "    columns: {id: null, name: null}\n"
     )
-    # The first chunks read fine; a later one divides by zero inside PostgreSQL.
-    with psycopg.connect(settings.database_url) as conn:
+    cli_env = {
+        **cli_env,
+        "EXPORTFLOW_DATASETS": str(tmp_path / "ds.yaml"),
+        "EXPORTFLOW_STATEMENT_TIMEOUT_SECONDS": "0.5",
+    }
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute(
-            "CREATE OR REPLACE VIEW boom AS SELECT id, CASE WHEN id < 1500 THEN name ELSE (1/0)::text END AS name FROM products"
+            "DROP TABLE IF EXISTS cli_slow;"
+            " CREATE TABLE cli_slow AS SELECT id, name FROM products;"
+            " ALTER TABLE cli_slow ADD PRIMARY KEY (id)"
         )
-    (tmp_path / "ds.yaml").write_text(
-        (tmp_path / "ds.yaml").read_text().replace("public.products", "public.boom")
-    )
-    run = exportflow(cli_env, "export", "slow", "-o", str(out))
-    assert (
-        run.returncode == 2
-        and "error [source_error]" in run.stderr
-        and "division by zero" in run.stderr
-    )
+        # Held while the export runs: its reads wait past the statement timeout.
+        with conn.transaction():
+            conn.execute("LOCK TABLE cli_slow IN ACCESS EXCLUSIVE MODE")
+            run = exportflow(cli_env, "export", "slow", "-o", str(out))
+    assert run.returncode == 2, run.stderr
+    assert "error [timeout]" in run.stderr and "cli_slow" not in run.stderr
     assert list(tmp_path.glob("*out.csv*")) == []
 
 
@@ -93,7 +95,10 @@ def test_seed_and_migrate_are_idempotent(server_url):
     try:
         env = {"EXPORTFLOW_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
         first, second = exportflow(env, "migrate"), exportflow(env, "migrate")
-        assert (first.returncode, first.stdout) == (0, "applied 0001_export_jobs\n"), first.stderr
+        assert (first.returncode, first.stdout) == (
+            0,
+            "applied 0001_export_jobs, 0002_attempts\n",
+        ), first.stderr
         assert (second.returncode, second.stdout) == (0, "the schema is up to date\n")
         for _ in range(2):
             run = exportflow(env, "seed", "--rows", "3000")

@@ -59,7 +59,7 @@ def test_export_modules_and_count_only_read_the_database(cli_env, tmp_path: Path
     migrate = exportflow(env, "migrate")
     assert migrate.returncode == 2
     assert migrate.stderr.startswith("error [source_error]: cannot apply the schema migrations")
-    assert "read-only transaction" in migrate.stderr
+    assert "the connection is read-only and the statement tried to write" in migrate.stderr
 
 
 def test_modules_lists_columns_labels_and_types(cli_env):

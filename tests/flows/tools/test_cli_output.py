@@ -71,47 +71,43 @@ def test_stdout_gets_the_same_bytes_as_a_file(cli_env, tmp_path: Path):
     assert zipfile.ZipFile(io.BytesIO(piped.stdout)).testzip() is None
 
 
-def waiting_on_lock(conn: psycopg.Connection) -> bool:
-    """Whether a session is blocked on the test's advisory lock."""
+def waiting_on_table(conn: psycopg.Connection, table: str) -> bool:
+    """Whether a session is blocked on the test's lock of `table`."""
     return conn.execute(
         "SELECT count(*) > 0 FROM pg_locks"
-        " WHERE locktype = 'advisory' AND NOT granted AND classid = 0 AND objid = %s",
-        (LOCK,),
+        " WHERE locktype = 'relation' AND NOT granted AND relation = %s::regclass",
+        (table,),
     ).fetchone()[0]
 
 
 def test_sigterm_mid_export_leaves_no_file(cli_env, tmp_path: Path, settings):
-    # Rows from id 1500 on wait for an advisory lock this test holds: the export has
-    # written the earlier chunks into its temporary file and is stuck reading the next.
+    # The test holds an exclusive lock on the table: the export has opened its temporary
+    # file and is stuck in its first read when the signal comes.
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute(
-            "CREATE OR REPLACE FUNCTION cli_gate(k bigint, v text) RETURNS text"
-            " LANGUAGE plpgsql VOLATILE AS $$ BEGIN"
-            f" IF k >= 1500 THEN PERFORM pg_advisory_xact_lock_shared({LOCK}); END IF;"
-            " RETURN v; END $$"
+            "DROP TABLE IF EXISTS cli_gated;"
+            " CREATE TABLE cli_gated AS SELECT id, name FROM products;"
+            " ALTER TABLE cli_gated ADD PRIMARY KEY (id)"
         )
-        conn.execute(
-            "CREATE OR REPLACE VIEW cli_gated AS SELECT id, cli_gate(id, name) AS name FROM products"
-        )
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
         env = {**cli_env, "EXPORTFLOW_DATASETS": str(module_file(tmp_path, "public.cli_gated"))}
         out = tmp_path / "out.csv"
-        with open(tmp_path / "stderr", "wb") as err:
-            proc = subprocess.Popen(
-                cli_command("export", "m", "-o", str(out)), env=checkout_env(env), stderr=err
-            )
-        try:
+        with conn.transaction():
+            conn.execute("LOCK TABLE cli_gated IN ACCESS EXCLUSIVE MODE")
+            with open(tmp_path / "stderr", "wb") as err:
+                proc = subprocess.Popen(
+                    cli_command("export", "m", "-o", str(out)), env=checkout_env(env), stderr=err
+                )
             deadline = time.monotonic() + 60
-            while not (waiting_on_lock(conn) and list(tmp_path.glob(".out.csv.*.part"))):
+            while not (
+                waiting_on_table(conn, "cli_gated") and list(tmp_path.glob(".out.csv.*.part"))
+            ):
                 assert proc.poll() is None, (tmp_path / "stderr").read_text()
-                assert time.monotonic() < deadline, "the export never reached the gated rows"
+                assert time.monotonic() < deadline, "the export never reached the locked table"
                 time.sleep(0.05)
             assert not out.exists()
             proc.send_signal(signal.SIGTERM)
-        finally:
-            # The reads in flight end once the lock is free; the export then unwinds.
-            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
-            code = proc.wait(60)
+        # The lock is released with the transaction: the read ends, the export then unwinds.
+        code = proc.wait(60)
     assert code == 128 + signal.SIGTERM, (tmp_path / "stderr").read_text()
     assert (tmp_path / "stderr").read_text().endswith("terminated\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds.yaml", "stderr"]
