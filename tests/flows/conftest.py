@@ -8,7 +8,9 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.control import settings as settings_module
+from flows.orchestration import export_flow as export_module
 from flows.orchestration import runtime as runtime_module
+from tests.flows.helpers import CHUNK_ROWS
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +36,11 @@ def rt(settings, harness):
     os.environ.update(saved)
     settings_module.get_settings.cache_clear()
     runtime_module.runtime.cache_clear()
+
+
+@pytest.fixture
+def small_chunks(rt, monkeypatch):
+    """Chunks of CHUNK_ROWS rows, retried at once; the chunk size is part of the checkpoint
+    fingerprint, so a resumed run must see the same."""
+    monkeypatch.setattr(rt.settings, "chunk_rows", CHUNK_ROWS)
+    monkeypatch.setattr(export_module.export_chunk, "retry_delay_seconds", [0])

@@ -96,6 +96,13 @@ def limits(max_ids: int = 10_000, **bounds) -> Settings:
     return Settings(_env_file=None, max_selected_ids=max_ids, **bounds)
 
 
+RUN_TIMEOUT = 90
+# Ten chunks of the seed: long enough to catch a run between chunks, short enough for the
+# suite (each chunk task costs about half a second here, most of it connecting).
+CHUNK_ROWS = 200
+CHUNKS = 2000 // CHUNK_ROWS
+
+
 def wait_for(predicate, what: str, timeout: float = 30.0, every: float = 0.02):
     """The first truthy value of `predicate()`; fails naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -104,6 +111,11 @@ def wait_for(predicate, what: str, timeout: float = 30.0, every: float = 0.02):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def started(rt, job) -> Job:
+    """The job once its run has recorded a first chunk (chunks are sized and read ahead)."""
+    return wait_for(lambda: (j := rt.jobs.get(job.id)).processed_rows > 0 and j, "a first chunk")
 
 
 def in_background(fn, *args, **kwargs) -> Future:

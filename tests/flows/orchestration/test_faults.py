@@ -13,34 +13,19 @@ from flows.orchestration import export_flow as module
 from flows.orchestration.checkpoint import job_file_prefix, job_temp_prefix
 from flows.orchestration.export_flow import export_flow
 from tests.flows.helpers import (
+    CHUNKS,
     READ,
+    RUN_TIMEOUT,
     all_chunks_waiting,
     chunk_runs,
     in_background,
     lock_when,
     new_job,
     reference,
+    started,
     stored,
     wait_for,
 )
-
-RUN_TIMEOUT = 90
-# Ten chunks: long enough to catch the run between chunks, short enough for the suite
-# (each chunk task costs about half a second here, most of it connecting).
-CHUNK_ROWS = 200
-CHUNKS = 2000 // CHUNK_ROWS
-
-
-def started(rt, job):
-    """Wait until the run has recorded its first chunks (so chunks are sized and read ahead)."""
-    return wait_for(lambda: rt.jobs.get(job.id).processed_rows > 0, "the first chunk")
-
-
-@pytest.fixture
-def small_chunks(rt, monkeypatch):
-    """Small chunks, retried at once; the chunk size is part of the checkpoint fingerprint."""
-    monkeypatch.setattr(rt.settings, "chunk_rows", CHUNK_ROWS)
-    monkeypatch.setattr(module.export_chunk, "retry_delay_seconds", [0])
 
 
 def test_terminated_read_is_retried_to_identical_file(rt, small_chunks):
