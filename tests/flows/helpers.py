@@ -23,6 +23,8 @@ from flows.datapath.keyset import ChunkSizing
 from flows.datapath.request import ExportRequest, plan_export
 from flows.datapath.source import read_chunks
 from flows.datapath.transform import FORMULA_TRIGGER
+from flows.orchestration.export_flow import export_flow
+from flows.orchestration.submit import EXPORT_DEPLOYMENT
 
 TRIGGERS = tuple("=+-@\t\r\n")
 assert FORMULA_TRIGGER == r"^[=+\-@\t\r\n]"
@@ -216,3 +218,20 @@ def lock_when(url: str, ready, attempts: int = 40, settle: float = 1.0) -> Table
         lock.release()
         time.sleep(0.05)
     raise AssertionError(f"no chunk read was waiting on the lock in {attempts} tries")
+
+
+def ended_run(job, state):
+    """A flow run of the export deployment for `job`, forced into `state`."""
+    export_flow.to_deployment(name="export").apply()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(EXPORT_DEPLOYMENT)
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"job_id": str(job.id)}
+        )
+        client.set_flow_run_state(run.id, state, force=True)
+    return run
+
+
+def set_row(rt, job_id, sql: str, *params) -> None:
+    """Change a job row behind the job store's back (what a crash or a clock leaves)."""
+    rt.jobs._one(f"UPDATE export_jobs SET {sql} WHERE id = %s RETURNING *", (*params, str(job_id)))
