@@ -83,15 +83,6 @@ def test_crashed_too_often_fails_with_code(rt):
     assert (failed.status, failed.error_code) == ("failed", "crashed")
 
 
-def test_failure_rate_alert(rt, caplog):
-    for _ in range(3):
-        job = new_job(rt)
-        rt.jobs.finish(job.id, "failed", "source_error", "boom")
-    rate = cleanup_flow()["failure_rate"]
-    assert rate > rt.settings.failure_rate_alert
-    assert any("export failure rate" in r.getMessage() for r in caplog.records)
-
-
 def test_run_stopped_by_worker_shutdown_is_resubmitted_not_cancelled(rt):
     from prefect.states import Cancelled
 
