@@ -4,9 +4,11 @@ column renamed under the run, a statement timeout, a count that never arrives.""
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
+from prefect.client.orchestration import get_client
 
 from flows.control.errors import SourceError
 from flows.orchestration import export_flow as module
@@ -48,6 +50,7 @@ def test_terminated_read_is_retried_to_identical_file(rt, small_chunks):
 
 
 def run_count_by_chunk(state) -> dict[int, int]:
+    """How many times each chunk task of the run ran."""
     return {i: t.run_count for i, t in chunk_runs(state.state_details.flow_run_id).items()}
 
 
@@ -89,7 +92,7 @@ def test_statement_timeout_fails_with_timeout_code(rt, small_chunks, monkeypatch
     lock = lock_when(rt.url, lambda kinds: READ in kinds)
     try:
         # Three times the timeout: every read waiting on the lock runs past it.
-        threading.Event().wait(3)
+        time.sleep(3)
     finally:
         lock.release()
     state = run.result(RUN_TIMEOUT)
@@ -97,6 +100,12 @@ def test_statement_timeout_fails_with_timeout_code(rt, small_chunks, monkeypatch
     assert (failed.status, failed.error_code) == ("failed", "timeout")
     assert state.is_failed() and failed.file_key is None
     assert set(run_count_by_chunk(state).values()) == {1}
+
+
+def flow_run_state(flow_run_id):
+    """The flow run's state on the server."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state
 
 
 def test_count_only_feeds_progress(rt, monkeypatch):
@@ -118,6 +127,10 @@ def test_count_only_feeds_progress(rt, monkeypatch):
             return now.status == "completed"
 
         wait_for(finished, "the job to complete while its count waits", RUN_TIMEOUT)
+        done = rt.jobs.get(job.id)
+        wait_for(lambda: flow_run_state(done.flow_run_id).is_completed(), "a Completed run", 15)
+        # Prefect holds the flow call open until the count's thread ends; the run is done.
+        assert not run.done()
     finally:
         release.set()
     state = run.result(RUN_TIMEOUT)
