@@ -12,29 +12,12 @@ from prefect.states import Crashed
 from flows.orchestration.checkpoint import ChunkFiles
 from flows.orchestration.cleanup_flow import cleanup_flow
 from flows.orchestration.export_flow import export_flow
-from flows.orchestration.submit import EXPORT_DEPLOYMENT
-from tests.flows.helpers import new_job
-
-
-def ended_run(job, state):
-    """A flow run of the export deployment for `job`, forced into `state`."""
-    export_flow.to_deployment(name="export").apply()
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(EXPORT_DEPLOYMENT)
-        run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"job_id": str(job.id)}
-        )
-        client.set_flow_run_state(run.id, state, force=True)
-    return run
+from tests.flows.helpers import ended_run, new_job, set_row
 
 
 def part_key(job_id: str, index: int) -> str:
     """A chunk file key as a run writes it."""
     return ChunkFiles(None, job_id, "f" * 64).key(index)
-
-
-def set_row(rt, job_id, sql: str, *params) -> None:
-    rt.jobs._one(f"UPDATE export_jobs SET {sql} WHERE id = %s RETURNING *", (*params, str(job_id)))
 
 
 def test_expired_files_deleted_exactly_and_twice_is_harmless(rt):
@@ -98,15 +81,6 @@ def test_crashed_too_often_fails_with_code(rt):
     cleanup_flow()
     failed = rt.jobs.get(job.id)
     assert (failed.status, failed.error_code) == ("failed", "crashed")
-
-
-def test_failure_rate_alert(rt, caplog):
-    for _ in range(3):
-        job = new_job(rt)
-        rt.jobs.finish(job.id, "failed", "source_error", "boom")
-    rate = cleanup_flow()["failure_rate"]
-    assert rate > rt.settings.failure_rate_alert
-    assert any("export failure rate" in r.getMessage() for r in caplog.records)
 
 
 def test_run_stopped_by_worker_shutdown_is_resubmitted_not_cancelled(rt):
