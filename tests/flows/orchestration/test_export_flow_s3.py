@@ -94,9 +94,6 @@ def test_orphan_sweep_on_s3(rt_s3, monkeypatch):
     rt_s3.jobs.finish(running.id, "cancelled", "cancelled", "test over")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Storage.list lists an emptied S3 folder as a file (SeaweedFS keeps it)"
-)
 def test_emptied_tmp_folder_is_neither_listed_nor_swept(rt_s3):
     key = f"{job_temp_prefix(str(uuid.uuid4()))}{'f' * 16}/chunk-000000"
     with rt_s3.storage.open_write(key) as f:
