@@ -244,7 +244,7 @@ def test_source_connections_are_read_only_named_and_time_limited(settings, regis
         with pytest.raises(Exception, match="read-only") as info:
             cur.execute("DELETE FROM products")
             cur.fetchall()
-    assert classify_db_error(info.value).message.endswith("read-only and the query tried to write")
+    assert classify_db_error(info.value).message.endswith("read-only and the statement tried to write")
 
 
 @contextmanager
