@@ -14,6 +14,12 @@ from flows.control.errors import StackError
 from flows.tools.stack_process import Child
 
 
+def run_up(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`exportflow up` that is expected to refuse to start."""
+    argv = [sys.executable, "-m", "flows.tools.cli", "up"]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_up_refuses_a_taken_port_and_names_the_part(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -25,13 +31,7 @@ def test_up_refuses_a_taken_port_and_names_the_part(tmp_path):
             EXPORTFLOW_DATA_DIR=str(tmp_path),
             EXPORTFLOW_PREFECT_PORT=str(port),
         )
-        done = subprocess.run(
-            [sys.executable, "-m", "flows.tools.cli", "up"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_up(env)
     assert done.returncode == 2
     assert f"127.0.0.1:{port} for the Prefect server is in use" in done.stderr
     assert "EXPORTFLOW_PREFECT_PORT" in done.stderr
@@ -41,13 +41,7 @@ def test_up_refuses_a_taken_port_and_names_the_part(tmp_path):
 def test_up_refuses_the_default_secret_outside_development(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTFLOW_")}
     env.update(EXPORTFLOW_DATA_DIR=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "-m", "flows.tools.cli", "up"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_up(env)
     assert done.returncode == 2
     assert "error [config_error]: EXPORTFLOW_SECRET_KEY is the default" in done.stderr
     assert not (tmp_path / "pg").exists()  # nothing was started

@@ -24,6 +24,16 @@ def crash_after(monkeypatch, chunks: int) -> None:
     monkeypatch.setattr(module.export_chunk, "fn", dies)
 
 
+def crashed_job(rt, monkeypatch, after_chunks: int) -> str:
+    """A csv+gzip job whose run died after `after_chunks` chunks, its checkpoint left."""
+    job_id = str(new_job(rt, format="csv", gzip=True).id)
+    with monkeypatch.context() as m:
+        crash_after(m, after_chunks)
+        with pytest.raises(SystemExit):
+            export_flow(job_id)
+    return job_id
+
+
 def chunk_tasks(flow_run_id) -> list[str]:
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
@@ -33,12 +43,7 @@ def chunk_tasks(flow_run_id) -> list[str]:
 
 
 def test_changed_writer_options_start_over_instead_of_mixing_chunks(rt, monkeypatch):
-    job = new_job(rt, format="csv", gzip=True)
-    job_id = str(job.id)
-    with monkeypatch.context() as m:
-        crash_after(m, 3)
-        with pytest.raises(SystemExit):
-            export_flow(job_id)
+    job_id = crashed_job(rt, monkeypatch, 3)
     stuck = rt.jobs.get(job_id)
     assert stuck.status == "processing" and len(stuck.checkpoint["chunks"]) == 3
     before = reference(rt, stuck)
@@ -56,12 +61,7 @@ def test_changed_writer_options_start_over_instead_of_mixing_chunks(rt, monkeypa
 
 
 def test_same_plan_resumes_after_the_checkpoint(rt, monkeypatch):
-    job = new_job(rt, format="csv", gzip=True)
-    job_id = str(job.id)
-    with monkeypatch.context() as m:
-        crash_after(m, 4)
-        with pytest.raises(SystemExit):
-            export_flow(job_id)
+    job_id = crashed_job(rt, monkeypatch, 4)
     state = export_flow(job_id, return_state=True)
     done = rt.jobs.get(job_id)
     assert stored(rt, done.file_key) == reference(rt, done)
