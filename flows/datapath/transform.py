@@ -24,9 +24,14 @@ _TS_INF = _sentinels(64, 946_684_800_000_000)  # µs from 1970 to 2000
 _DATE_INF = _sentinels(32, 10_957)  # days from 1970 to 2000
 
 
-def neutralise(col: pl.Expr) -> pl.Expr:
-    """Prefix a text cell that would start a formula with an apostrophe."""
-    return pl.when(col.str.contains(FORMULA_TRIGGER)).then(pl.lit("'") + col).otherwise(col)
+def neutralise(s: pl.Series) -> pl.Series:
+    """Prefix the text cells that would start a formula with an apostrophe."""
+    # Only the hits are rebuilt: most chunks have none, and a copy of a text column
+    # can be as large as the chunk itself.
+    hits = s.str.contains(FORMULA_TRIGGER).arg_true()
+    if len(hits) == 0:
+        return s
+    return s.scatter(hits, "'" + s.gather(hits))
 
 
 class Transform:
@@ -37,7 +42,9 @@ class Transform:
         self.names = [c.name for c in plan.columns]
         self.labels = {c.name: c.label for c in plan.columns}
         self.text_columns = [c.name for c in plan.columns if c.free_text]
-        self.neutralise = plan.dataset.neutralise_formulas
+        # XLSX keeps the true text and marks trigger cells with a quote-prefix style
+        # (writers.xlsx_cells); only CSV needs the apostrophe in the value itself.
+        self.neutralise = plan.dataset.neutralise_formulas and plan.request.format != "xlsx"
 
     def __call__(self, table: pa.Table) -> pl.DataFrame:
         """Transform one chunk; columns come out in plan order, named by label."""
@@ -45,7 +52,7 @@ class Transform:
         exprs = [self._temporal(df, name, dtype) for name, dtype in df.schema.items()]
         exprs = [e for e in exprs if e is not None]
         if self.neutralise:
-            exprs += [neutralise(pl.col(n)).alias(n) for n in self.text_columns]
+            exprs += [neutralise(df[n]) for n in self.text_columns if df[n].dtype == pl.String]
         if exprs:
             df = df.with_columns(exprs)
         return df.rename(self.labels)

@@ -1,18 +1,71 @@
-"""RFC 4180 CSV, UTF-8, optional BOM and gzip, written chunk by chunk."""
+"""RFC 4180 CSV, UTF-8, optional BOM and gzip, written chunk by chunk.
+
+Quoting: a text field is quoted when it holds the delimiter, a quote, CR or LF (RFC
+4180), and also when it holds `,`, `;` or TAB whatever the delimiter: Excel splits a
+CSV on the list separator of the reader's locale, not on the writer's. An empty text
+is written `""`, a NULL as nothing, so the two stay apart. Polars quotes only what
+RFC 4180 needs (and empty text): a chunk where that is enough is written by Polars
+alone; otherwise its text columns are quoted here and Polars writes them verbatim.
+Both ways give the same bytes; the first is about twice as fast."""
 
 from __future__ import annotations
 
 import gzip
 import io
+import re
 from typing import BinaryIO
 
 import polars as pl
 
 from flows.control.registry import Column
 from flows.datapath.request import ExportRequest
+from flows.datapath.writers import header_labels
 
 # Excel and pandas both parse this; the zone is the request's, applied by the transform.
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
+DATE_FORMAT = "%Y-%m-%d"
+TIME_FORMAT = "%H:%M:%S%.f"
+LIST_SEPARATORS = ',;\t"\r\n'
+# Characters that the text of a number, date, time or boolean can hold: a delimiter
+# among them means those columns need quoting too.
+_NON_TEXT_CHARS = re.compile(r"[0-9A-Za-z.+\-: ]")
+
+
+def _chars(chars: str) -> str:
+    """Characters for a regex class, each as a hex escape (any character is safe so)."""
+    return "".join(f"\\x{{{ord(c):X}}}" for c in chars)
+
+
+def quote_pattern(delimiter: str) -> str:
+    """A regex matching text that has to be quoted."""
+    return f"[{_chars(LIST_SEPARATORS + delimiter)}]"
+
+
+def extra_pattern(delimiter: str) -> str:
+    """A regex matching text that has to be quoted although RFC 4180 alone would not
+    quote it: it holds a list separator but no delimiter, quote or line break."""
+    rfc = _chars('"\r\n' + delimiter)
+    extra = _chars("".join(c for c in ",;\t" if c != delimiter))
+    return f"^[^{rfc}]*[{extra}][^{rfc}]*$"
+
+
+def quote_field(value: str, delimiter: str) -> str:
+    """One field as CSV text (for the header)."""
+    if value == "" or any(c in value for c in LIST_SEPARATORS + delimiter):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def quote_text(s: pl.Series, pattern: str) -> pl.Series | None:
+    """A text column with the fields that need it quoted (NULL stays NULL); None when
+    no field does."""
+    # Only the hits are rebuilt: most fields need no quotes, and scanning is cheaper
+    # than copying a whole column.
+    hits = (s.str.contains(pattern) | (s.str.len_bytes() == 0)).arg_true()
+    if len(hits) == 0:
+        return None
+    inner = s.gather(hits).str.replace_all('"', '""', literal=True)
+    return s.scatter(hits, '"' + inner + '"')
 
 
 class CsvWriter:
@@ -21,23 +74,31 @@ class CsvWriter:
 
     def __init__(self, request: ExportRequest, columns: list[Column], gzip_level: int = 6) -> None:
         self.request = request
-        self.labels = [c.label for c in columns]
+        self.labels = header_labels(columns, request.timezone)
         self.gzip_level = gzip_level
+        self.pattern = quote_pattern(request.delimiter)
+        self.extra = extra_pattern(request.delimiter)
+        self.separators = [c for c in ",;\t" if c != request.delimiter]
+        self.quote_all = bool(_NON_TEXT_CHARS.match(request.delimiter))
         self.sink: BinaryIO | None = None
+
+    def __enter__(self) -> CsvWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Nothing to release: the CSV writer holds no threads or files."""
 
     def preamble(self) -> bytes | memoryview:
         """BOM and header row."""
         head = b"\xef\xbb\xbf" if self.request.bom else b""
         if self.request.header:
-            header = pl.DataFrame(
-                {label: [] for label in self.labels}, schema=dict.fromkeys(self.labels, pl.String)
-            )
-            head += self._csv(header, include_header=True)
+            fields = (quote_field(label, self.request.delimiter) for label in self.labels)
+            head += (self.request.delimiter.join(fields) + "\r\n").encode()
         return self._pack(head)
 
     def encode(self, df: pl.DataFrame) -> bytes | memoryview:
         """One chunk's rows."""
-        return self._pack(self._csv(df, include_header=False))
+        return self._pack(self._csv(df))
 
     def open(self, sink: BinaryIO) -> None:
         """Write the preamble."""
@@ -50,23 +111,48 @@ class CsvWriter:
             self.sink.write(self.encode(df))
         else:
             # Straight into the sink: no chunk-sized buffer in between.
-            self._csv(df, include_header=False, out=self.sink)
+            self._csv(df, out=self.sink)
 
     def close(self) -> None:
         """Nothing follows the rows in CSV."""
 
-    def _csv(
-        self, df: pl.DataFrame, include_header: bool, out: BinaryIO | None = None
-    ) -> bytes | memoryview:
+    def rfc_is_enough(self, df: pl.DataFrame) -> bool:
+        """Whether Polars' own quoting quotes every field that needs it in this chunk."""
+        if self.quote_all:
+            return False
+        for s in df.get_columns():
+            if s.dtype != pl.String:
+                continue
+            # A literal scan first: it rules out most columns at a fraction of the regex's cost.
+            maybe = s.str.contains_any(self.separators)
+            if maybe.any() and s.filter(maybe).str.contains(self.extra).any():
+                return False
+        return True
+
+    def quoted(self, df: pl.DataFrame) -> pl.DataFrame:
+        """The chunk with every field that needs quotes quoted, ready to write verbatim."""
+        columns = []
+        for s in df.get_columns():
+            if s.dtype != pl.String:
+                if not self.quote_all:
+                    continue
+                s = _as_text(s)
+            quoted = quote_text(s, self.pattern)
+            if quoted is not None:
+                columns.append(quoted)
+        return df.with_columns(columns) if columns else df
+
+    def _csv(self, df: pl.DataFrame, out: BinaryIO | None = None) -> bytes | memoryview:
         buf = out or io.BytesIO()
-        df.write_csv(
+        rfc = self.rfc_is_enough(df)
+        (df if rfc else self.quoted(df)).write_csv(
             buf,
-            include_header=include_header,
+            include_header=False,
             separator=self.request.delimiter,
             line_terminator="\r\n",
-            quote_style="necessary",
+            quote_style="necessary" if rfc else "never",
             datetime_format=DATETIME_FORMAT,
-            date_format="%Y-%m-%d",
+            date_format=DATE_FORMAT,
         )
         # A view, not a copy: a chunk's text is tens of MiB.
         return b"" if out else buf.getbuffer()
@@ -76,3 +162,14 @@ class CsvWriter:
             return data
         # mtime=0: the same rows always give the same bytes (resumed runs match).
         return gzip.compress(data, compresslevel=self.gzip_level, mtime=0)
+
+
+def _as_text(s: pl.Series) -> pl.Series:
+    """A non-text column as the text write_csv gives it."""
+    if s.dtype == pl.Date:
+        return s.dt.to_string(DATE_FORMAT)
+    if isinstance(s.dtype, pl.Datetime):
+        return s.dt.to_string(DATETIME_FORMAT)
+    if s.dtype == pl.Time:
+        return s.dt.to_string(TIME_FORMAT)
+    return s.cast(pl.String)
