@@ -26,27 +26,10 @@ DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
 DATE_FORMAT = "%Y-%m-%d"
 TIME_FORMAT = "%H:%M:%S%.f"
 LIST_SEPARATORS = ',;\t"\r\n'
+_BIG_CELL = 1 << 20  # bytes: a cell this large is quoted on its own
 # Characters that the text of a number, date, time or boolean can hold: a delimiter
 # among them means those columns need quoting too.
 _NON_TEXT_CHARS = re.compile(r"[0-9A-Za-z.+\-: ]")
-
-
-def _chars(chars: str) -> str:
-    """Characters for a regex class, each as a hex escape (any character is safe so)."""
-    return "".join(f"\\x{{{ord(c):X}}}" for c in chars)
-
-
-def quote_pattern(delimiter: str) -> str:
-    """A regex matching text that has to be quoted."""
-    return f"[{_chars(LIST_SEPARATORS + delimiter)}]"
-
-
-def extra_pattern(delimiter: str) -> str:
-    """A regex matching text that has to be quoted although RFC 4180 alone would not
-    quote it: it holds a list separator but no delimiter, quote or line break."""
-    rfc = _chars('"\r\n' + delimiter)
-    extra = _chars("".join(c for c in ",;\t" if c != delimiter))
-    return f"^[^{rfc}]*[{extra}][^{rfc}]*$"
 
 
 def quote_field(value: str, delimiter: str) -> str:
@@ -56,16 +39,28 @@ def quote_field(value: str, delimiter: str) -> str:
     return value
 
 
-def quote_text(s: pl.Series, pattern: str) -> pl.Series | None:
+def quote_text(s: pl.Series, quote_on: list[str]) -> pl.Series | None:
     """A text column with the fields that need it quoted (NULL stays NULL); None when
     no field does."""
-    # Only the hits are rebuilt: most fields need no quotes, and scanning is cheaper
-    # than copying a whole column.
-    hits = (s.str.contains(pattern) | (s.str.len_bytes() == 0)).arg_true()
+    # Only the hits are rebuilt, and only those holding a quote are escaped: a copy of
+    # a text column can be as large as the chunk.
+    hits = (s.str.contains_any(quote_on) | (s.str.len_bytes() == 0)).arg_true()
     if len(hits) == 0:
         return None
-    inner = s.gather(hits).str.replace_all('"', '""', literal=True)
-    return s.scatter(hits, '"' + inner + '"')
+    big = s.gather(hits).str.len_bytes() > _BIG_CELL
+    small = hits.filter(~big)
+    if len(small):
+        inner = s.gather(small)
+        if inner.str.contains('"', literal=True).any():
+            inner = inner.str.replace_all('"', '""', literal=True)
+        quoted = inner.to_frame("v").select(pl.concat_str(pl.lit('"'), "v", pl.lit('"')))
+        del inner
+        s = s.scatter(small, quoted.to_series())
+    # Polars' concat_str holds several times a huge cell while building it; one by one
+    # in Python, a cell costs about twice its size.
+    for at in hits.filter(big).to_list():
+        s = s.scatter(at, '"' + s[at].replace('"', '""') + '"')
+    return s
 
 
 class CsvWriter:
@@ -76,9 +71,11 @@ class CsvWriter:
         self.request = request
         self.labels = header_labels(columns, request.timezone)
         self.gzip_level = gzip_level
-        self.pattern = quote_pattern(request.delimiter)
-        self.extra = extra_pattern(request.delimiter)
-        self.separators = [c for c in ",;\t" if c != request.delimiter]
+        delimiter = request.delimiter
+        self.quote_on = sorted(set(LIST_SEPARATORS + delimiter))
+        # What Polars quotes by itself, and what it leaves that this writer must quote.
+        self.rfc = sorted(set('"\r\n' + delimiter))
+        self.extra = [c for c in ",;\t" if c != delimiter]
         self.quote_all = bool(_NON_TEXT_CHARS.match(request.delimiter))
         self.sink: BinaryIO | None = None
 
@@ -120,14 +117,13 @@ class CsvWriter:
         """Whether Polars' own quoting quotes every field that needs it in this chunk."""
         if self.quote_all:
             return False
-        for s in df.get_columns():
-            if s.dtype != pl.String:
-                continue
-            # A literal scan first: it rules out most columns at a fraction of the regex's cost.
-            maybe = s.str.contains_any(self.separators)
-            if maybe.any() and s.filter(maybe).str.contains(self.extra).any():
-                return False
-        return True
+        # Literal scans only: they allocate nothing but the masks, however large a cell is.
+        checks = [
+            (pl.col(n).str.contains_any(self.extra) & ~pl.col(n).str.contains_any(self.rfc)).any()
+            for n, dtype in df.schema.items()
+            if dtype == pl.String
+        ]
+        return not checks or not any(df.select(checks).row(0))
 
     def quoted(self, df: pl.DataFrame) -> pl.DataFrame:
         """The chunk with every field that needs quotes quoted, ready to write verbatim."""
@@ -137,7 +133,7 @@ class CsvWriter:
                 if not self.quote_all:
                     continue
                 s = _as_text(s)
-            quoted = quote_text(s, self.pattern)
+            quoted = quote_text(s, self.quote_on)
             if quoted is not None:
                 columns.append(quoted)
         return df.with_columns(columns) if columns else df
