@@ -140,6 +140,7 @@ class CsvWriter:
 
     def _csv(self, df: pl.DataFrame, out: BinaryIO | None = None) -> bytes | memoryview:
         buf = out or io.BytesIO()
+        df = _infinities(df)
         rfc = self.rfc_is_enough(df)
         (df if rfc else self.quoted(df)).write_csv(
             buf,
@@ -169,3 +170,15 @@ def _as_text(s: pl.Series) -> pl.Series:
     if s.dtype == pl.Time:
         return s.dt.to_string(TIME_FORMAT)
     return s.cast(pl.String)
+
+
+def _infinities(df: pl.DataFrame) -> pl.DataFrame:
+    """Float infinities spelt as PostgreSQL (and the XLSX writer) spell them, not `inf`."""
+    fixed = []
+    for s in df.get_columns():
+        if s.dtype.is_float() and s.is_infinite().any():
+            col = pl.col(s.name)
+            text = pl.when(col > 0).then(pl.lit("Infinity")).otherwise(pl.lit("-Infinity"))
+            shown = pl.when(col.is_infinite()).then(text).otherwise(col.cast(pl.String))
+            fixed.append(shown.alias(s.name))
+    return df.with_columns(fixed) if fixed else df
