@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -23,6 +24,7 @@ from flows.datapath.engine import export
 from flows.datapath.request import ExportRequest, plan_export
 from flows.datapath.writers.csv import CsvWriter
 from flows.datapath.writers.xlsx import XlsxWriter
+from flows.datapath.writers.xlsx_text import MAX_CELL_CHARS, TRUNCATED_MARK, fix_text
 from tests.flows.helpers import TRIGGERS, limits
 
 TYPES_SQL = """
@@ -236,3 +238,11 @@ def test_xlsx_writer_releases_its_spool_and_thread_when_the_block_fails(tmp_path
         assert temp_files() - files and exportflow_threads() - threads
         writer.write(body.with_columns(extra=pl.lit(1)))
     assert temp_files() <= files and exportflow_threads() <= threads
+
+
+def test_a_huge_cell_is_cut_from_its_head_alone():
+    """Only the head of a huge cell is cleaned and cut, with the same result as the whole."""
+    for value in ["\x01" * 70_000 + "a" * 90_000, "🎉" * 100_000, "\x02b" * 80_000]:
+        cleaned = re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f]", "", value)
+        units = cleaned.encode("utf-16-le")[: 2 * (MAX_CELL_CHARS - len(TRUNCATED_MARK))]
+        assert fix_text(value) == units.decode("utf-16-le", "ignore") + TRUNCATED_MARK
