@@ -200,7 +200,9 @@ def numeric_is_number(text: str) -> bool:
 
 
 @PROFILE
-@given(rows, st.sampled_from(ZONES), st.sampled_from([",", ";", "\t", "|"]), st.booleans())
+@given(
+    rows, st.sampled_from(ZONES), st.sampled_from([",", ";", "\t", "|", ".", "e"]), st.booleans()
+)
 def test_csv_round_trip(rows, zone, delimiter, neutralise):
     data = encode(plan("csv", zone, neutralise, delimiter), arrow(rows))
     text = data.decode("utf-8")

@@ -142,12 +142,20 @@ def test_csv_quotes_every_list_separator_whatever_the_delimiter(delimiter):
         f'"cr\rlf\n"{d}4',
         f'""{d}5',  # empty text: quoted, so that it is not NULL
         f"{d}6",  # NULL: nothing
-        f"plain{d}7",
+        f'"plain"{d}7',  # the chunk needed list separators quoted: all its text is
         f'"x{d}y"{d}8',
         "",
     ]
     parsed = list(csv.reader(io.StringIO(csv_text(df, delimiter), newline=""), delimiter=d))
     assert [r[0] for r in parsed] == [v or "" for v in values]
+    plain = pl.DataFrame({"text": ["plain", 'q"q', "", None], "n": [1, 2, 3, 4]})
+    assert csv_text(plain, d).split("\r\n") == [
+        f"plain{d}1",  # a chunk where RFC 4180 is enough is quoted just as much
+        f'"q""q"{d}2',
+        f'""{d}3',
+        f"{d}4",
+        "",
+    ]
 
 
 def test_csv_quotes_numbers_and_dates_when_the_delimiter_could_be_in_them():
