@@ -31,7 +31,6 @@ DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
 DATE_FORMAT = "%Y-%m-%d"
 TIME_FORMAT = "%H:%M:%S%.f"
 LIST_SEPARATORS = ',;\t"\r\n'
-_BIG_CELL = 1 << 20  # bytes: a cell this large is quoted on its own
 # Characters that the text of a number, date, time or boolean can hold: a delimiter
 # among them means those columns need quoting too.
 _NON_TEXT_CHARS = re.compile(r"[0-9A-Za-z.+\-: ]")
@@ -47,25 +46,15 @@ def quote_field(value: str, delimiter: str) -> str:
 def quote_text(s: pl.Series, quote_on: list[str]) -> pl.Series | None:
     """A text column with the fields that need it quoted (NULL stays NULL); None when
     no field does."""
-    # Only the hits are rebuilt, and only those holding a quote are escaped: a copy of
-    # a text column can be as large as the chunk.
+    # Only the hits are rebuilt, and only those holding a quote are escaped.
     hits = (s.str.contains_any(quote_on) | (s.str.len_bytes() == 0)).arg_true()
     if len(hits) == 0:
         return None
-    big = s.gather(hits).str.len_bytes() > _BIG_CELL
-    small = hits.filter(~big)
-    if len(small):
-        inner = s.gather(small)
-        if inner.str.contains('"', literal=True).any():
-            inner = inner.str.replace_all('"', '""', literal=True)
-        quoted = inner.to_frame("v").select(pl.concat_str(pl.lit('"'), "v", pl.lit('"')))
-        del inner
-        s = s.scatter(small, quoted.to_series())
-    # Polars' concat_str holds several times a huge cell while building it; one by one
-    # in Python, a cell costs about twice its size.
-    for at in hits.filter(big).to_list():
-        s = s.scatter(at, '"' + s[at].replace('"', '""') + '"')
-    return s
+    inner = s.gather(hits)
+    if inner.str.contains('"', literal=True).any():
+        inner = inner.str.replace_all('"', '""', literal=True)
+    quoted = inner.to_frame("v").select(pl.concat_str(pl.lit('"'), "v", pl.lit('"')))
+    return s.scatter(hits, quoted.to_series())
 
 
 class CsvWriter:

@@ -145,17 +145,9 @@ class _Block:
         return s
 
     def cell(self, kind: str, v: pl.Expr, attrs: Piece = "") -> list[Piece]:
-        if kind != "text":
-            return [f'<c r="{self.letter}', pl.col(_ROW), f'"{attrs}><v>', v, "</v></c>"]
-        if isinstance(attrs, str):
-            return [
-                f'<c r="{self.letter}',
-                pl.col(_ROW),
-                f'"{attrs}{_TEXT_OPEN[1:]}',
-                v,
-                _TEXT_CLOSE,
-            ]
-        return [f'<c r="{self.letter}', pl.col(_ROW), '"', attrs, _TEXT_OPEN[1:], v, _TEXT_CLOSE]
+        head, tail = (_TEXT_OPEN, _TEXT_CLOSE) if kind == "text" else ('"><v>', "</v></c>")
+        # Literal neighbours are merged before the rows are built (_merge_literals).
+        return [f'<c r="{self.letter}', pl.col(_ROW), '"', attrs, head[1:], v, tail]
 
     def uniform(self, kind: str, v: pl.Expr, attrs: Piece = "") -> list[Piece]:
         parts = self.cell(kind, v, attrs)
