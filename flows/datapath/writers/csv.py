@@ -6,7 +6,7 @@ CSV on the list separator of the reader's locale, not on the writer's. An empty 
 is written `""`, a NULL as nothing, so the two stay apart.
 
 Polars quotes only what RFC 4180 needs (and empty text). A chunk where that is enough
-is written so; a chunk holding text that only a list separator makes ambiguous is
+is written so; a chunk holding text with a list separator other than the delimiter is
 written with every non-numeric field quoted (Polars' `non_numeric`), which readers
 read the same and which costs nothing, where quoting just those fields here took twice
 as long as the whole encoding. Either way a chunk's bytes depend on that chunk alone.
@@ -67,8 +67,7 @@ class CsvWriter:
         self.gzip_level = gzip_level
         delimiter = request.delimiter
         self.quote_on = sorted(set(LIST_SEPARATORS + delimiter))
-        # What Polars quotes by itself, and what it leaves that this writer must quote.
-        self.rfc = sorted(set('"\r\n' + delimiter))
+        # The list separators Polars does not quote by itself.
         self.extra = [c for c in ",;\t" if c != delimiter]
         self.quote_all = bool(_NON_TEXT_CHARS.match(request.delimiter))
         self.sink: BinaryIO | None = None
@@ -111,9 +110,11 @@ class CsvWriter:
         """Whether Polars' own quoting quotes every field that needs it in this chunk."""
         if self.quote_all:
             return False
-        # Literal scans only: they allocate nothing but the masks, however large a cell is.
+        # One literal scan per column: it allocates nothing but a mask, however large a
+        # cell is. A field that also holds a quote or the delimiter would be quoted anyway,
+        # but telling those apart costs three times the scan: such a chunk is fully quoted.
         checks = [
-            (pl.col(n).str.contains_any(self.extra) & ~pl.col(n).str.contains_any(self.rfc)).any()
+            pl.col(n).str.contains_any(self.extra).any()
             for n, dtype in df.schema.items()
             if dtype == pl.String
         ]
