@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import polars as pl
 import pyarrow as pa
 
@@ -22,6 +25,33 @@ def _sentinels(bits: int, epoch_shift: int) -> tuple[list[int], list[int]]:
 
 _TS_INF = _sentinels(64, 946_684_800_000_000)  # µs from 1970 to 2000
 _DATE_INF = _sentinels(32, 10_957)  # days from 1970 to 2000
+
+
+# Polars' zone data (chrono-tz) stops applying daylight saving time in the late 21st
+# century, where PostgreSQL and zoneinfo go on applying the zone's rule; from 2037 on,
+# when the 32-bit transition tables end, wall-clock times are worked out with zoneinfo.
+_RULE_ONLY = (datetime(2037, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999))
+_RULE_ONLY_US = [int((t - datetime(1970, 1, 1)).total_seconds()) * 10**6 for t in _RULE_ONLY]
+
+
+def wall_clock(s: pl.Series, zone: str) -> pl.Series:
+    """Zoned timestamps (microseconds) as naive wall-clock time in `zone`; the
+    ±infinity sentinels keep their raw values."""
+    s = s.dt.cast_time_unit("us")
+    raw = s.cast(pl.Int64)
+    sentinels = raw.is_in(_TS_INF[0] + _TS_INF[1]).arg_true()
+    naive = pl.Datetime("us")
+    # Zone conversion would overflow on the sentinels: they are converted as 0, then put back.
+    safe = raw.clone().scatter(sentinels, 0) if len(sentinels) else raw
+    shown = safe.cast(s.dtype).dt.convert_time_zone(zone).dt.replace_time_zone(None).cast(naive)
+    if len(sentinels):
+        shown = shown.scatter(sentinels, raw.gather(sentinels).cast(naive))
+    late = raw.is_between(*_RULE_ONLY_US).arg_true()
+    if len(late):
+        tz = ZoneInfo(zone)
+        fixed = [v.astimezone(tz).replace(tzinfo=None) for v in s.gather(late).to_list()]
+        shown = shown.scatter(late, pl.Series(fixed, dtype=naive))
+    return shown.alias(s.name)
 
 
 def neutralise(s: pl.Series) -> pl.Series:
@@ -49,6 +79,14 @@ class Transform:
     def __call__(self, table: pa.Table) -> pl.DataFrame:
         """Transform one chunk; columns come out in plan order, named by label."""
         df = pl.from_arrow(table.select(self.names))
+        # Spreadsheets have no zones: show wall-clock time in the request's zone.
+        zoned = [
+            wall_clock(df[n], self.plan.timezone)
+            for n, dtype in df.schema.items()
+            if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+        ]
+        if zoned:
+            df = df.with_columns(zoned)
         exprs = [self._temporal(df, name, dtype) for name, dtype in df.schema.items()]
         exprs = [e for e in exprs if e is not None]
         if self.neutralise:
@@ -65,17 +103,11 @@ class Transform:
             raw, (pos, neg) = col.cast(pl.Int32), _DATE_INF
         else:
             return None
-        shown = col
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-            # Spreadsheets have no zones: show wall-clock time in the request's zone.
-            shown = col.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
         if not df.select(raw.is_in(pos + neg).any()).item():
-            return shown.alias(name)
+            return None
         # PostgreSQL's ±infinity arrive as the type's extreme values; keep their meaning as
-        # text. They are swapped for 0 first: zone conversion also touches masked-out slots.
+        # text (zones are already applied, the sentinels left as they were).
         finite = pl.when(raw.is_in(pos + neg)).then(0).otherwise(raw).cast(dtype)
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-            finite = finite.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
         text = finite.dt.to_string("%Y-%m-%d %H:%M:%S%.f" if dtype != pl.Date else "%Y-%m-%d")
         return (
             pl.when(raw.is_in(pos))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import polars as pl
 
 from flows.control.registry import Column
+from flows.datapath.transform import wall_clock
 from flows.datapath.writers import xlsx_text
 from flows.datapath.writers.xlsx_parts import (
     STYLE_DATE,
@@ -188,7 +189,7 @@ class _Block:
         """Dates and timestamps as serial numbers, or as ISO text where Excel has no date."""
         date = s.dtype == pl.Date
         if not date and s.dtype.time_zone is not None:
-            s = self.replace(name, s.dt.convert_time_zone(self.timezone).dt.replace_time_zone(None))
+            s = self.replace(name, wall_clock(s, self.timezone))
         col = pl.col(name)
         style = f' s="{STYLE_DATE if date else STYLE_DATETIME}"'
         raw = _raw_serial(col, date)

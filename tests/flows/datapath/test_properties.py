@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import polars as pl
 import pyarrow as pa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openpyxl.utils.escape import unescape
 from python_calamine import CalamineWorkbook
@@ -108,6 +108,9 @@ transitions = [
     dt.datetime(2024, 11, 3, 6, tzinfo=dt.UTC),
     dt.datetime(2024, 4, 6, 15, tzinfo=dt.UTC),
     dt.datetime(2024, 9, 28, 14, tzinfo=dt.UTC),
+    # Far in the future the zone's rule still applies (PostgreSQL and zoneinfo apply it).
+    dt.datetime(2576, 3, 10, 7, tzinfo=dt.UTC),
+    dt.datetime(2199, 10, 27, 1, tzinfo=dt.UTC),
 ]
 near_dst = st.builds(
     lambda t, s: (t - EPOCH) // dt.timedelta(microseconds=1) + s,
@@ -115,6 +118,8 @@ near_dst = st.builds(
     st.integers(-2 * 3600 * 10**6, 2 * 3600 * 10**6),
 )
 micros = st.one_of(st.integers(US_MIN, US_MAX), near_dst, st.sampled_from(_TS_INF[0] + _TS_INF[1]))
+# 2576-03-10 03:00 EDT, just after the change to summer time; 2199-07-01, summer time.
+FAR_DST = [(None,) * 5 + (19_129_503_600_000_000,), (None,) * 5 + (7_242_264_000_000_000,)]
 rows = st.lists(
     st.tuples(*(st.none() | s for s in (texts, ints, floats, numerics, days, micros))),
     min_size=1,
@@ -203,6 +208,8 @@ def numeric_is_number(text: str) -> bool:
 @given(
     rows, st.sampled_from(ZONES), st.sampled_from([",", ";", "\t", "|", ".", "e"]), st.booleans()
 )
+@example(FAR_DST, "America/New_York", ",", True)
+@example(FAR_DST, "Europe/Berlin", ",", True)
 def test_csv_round_trip(rows, zone, delimiter, neutralise):
     data = encode(plan("csv", zone, neutralise, delimiter), arrow(rows))
     text = data.decode("utf-8")
@@ -284,6 +291,8 @@ def same(got, want) -> bool:
 
 @PROFILE
 @given(rows, st.sampled_from(ZONES), st.booleans())
+@example(FAR_DST, "America/New_York", True)
+@example(FAR_DST, "Europe/Berlin", True)
 def test_xlsx_round_trip(rows, zone, neutralise):
     data = encode(plan("xlsx", zone, neutralise), arrow(rows))
     sheet = openpyxl.load_workbook(io.BytesIO(data))["p"]
