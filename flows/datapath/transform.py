@@ -65,7 +65,7 @@ def neutralise(s: pl.Series) -> pl.Series:
 
 
 class Transform:
-    """Vectorised per-chunk transform for one plan; no per-row Python."""
+    """Vectorised per-chunk transform; per-row Python only for timestamps after 2036."""
 
     def __init__(self, plan: ExportPlan) -> None:
         self.plan = plan
