@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -55,17 +56,26 @@ def export(
     settings: Settings,
     on_progress: Progress | None = None,
 ) -> ExportResult:
-    """Write the plan's rows to `sink` in the request's format."""
+    """Write the plan's rows to `sink` in the request's format.
+
+    A failure part-way (reading, transforming, writing, or in the sink) stops the
+    reads ahead and releases the writer's threads and temporary files before it
+    propagates; the sink holds a partial file, which the caller discards."""
+    neutralise = plan.dataset.neutralise_formulas
+    sizing = ChunkSizing.from_settings(settings)
+    chunks = read_chunks(url, plan, sizing, readers=settings.read_connections)
     # The count only feeds the progress figure: it runs beside the first reads, not before.
-    with ThreadPoolExecutor(1, thread_name_prefix="exportflow-count") as pool:
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="exportflow-count") as pool,
+        closing(chunks),
+        make_writer(plan.request, plan.columns, settings, neutralise=neutralise) as writer,
+    ):
         total = pool.submit(count_rows, url, plan)
-        writer = make_writer(plan.request, plan.columns, settings)
         transform = Transform(plan)
         out = HashingSink(sink)
         writer.open(out)
         done = 0
-        sizing = ChunkSizing.from_settings(settings)
-        for _, table in read_chunks(url, plan, sizing, readers=settings.read_connections):
+        for _, table in chunks:
             writer.write(transform(table))
             done += table.num_rows
             if on_progress:

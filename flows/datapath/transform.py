@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import polars as pl
 import pyarrow as pa
 
@@ -24,28 +27,70 @@ _TS_INF = _sentinels(64, 946_684_800_000_000)  # µs from 1970 to 2000
 _DATE_INF = _sentinels(32, 10_957)  # days from 1970 to 2000
 
 
-def neutralise(col: pl.Expr) -> pl.Expr:
-    """Prefix a text cell that would start a formula with an apostrophe."""
-    return pl.when(col.str.contains(FORMULA_TRIGGER)).then(pl.lit("'") + col).otherwise(col)
+# Polars' zone data (chrono-tz) stops applying daylight saving time in the late 21st
+# century, where PostgreSQL and zoneinfo go on applying the zone's rule; from 2037 on,
+# when the 32-bit transition tables end, wall-clock times are worked out with zoneinfo.
+_RULE_ONLY = (datetime(2037, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999))
+_RULE_ONLY_US = [int((t - datetime(1970, 1, 1)).total_seconds()) * 10**6 for t in _RULE_ONLY]
+
+
+def wall_clock(s: pl.Series, zone: str) -> pl.Series:
+    """Zoned timestamps (microseconds) as naive wall-clock time in `zone`; the
+    ±infinity sentinels keep their raw values."""
+    s = s.dt.cast_time_unit("us")
+    raw = s.cast(pl.Int64)
+    sentinels = raw.is_in(_TS_INF[0] + _TS_INF[1]).arg_true()
+    naive = pl.Datetime("us")
+    # Zone conversion would overflow on the sentinels: they are converted as 0, then put back.
+    safe = raw.clone().scatter(sentinels, 0) if len(sentinels) else raw
+    shown = safe.cast(s.dtype).dt.convert_time_zone(zone).dt.replace_time_zone(None).cast(naive)
+    if len(sentinels):
+        shown = shown.scatter(sentinels, raw.gather(sentinels).cast(naive))
+    late = raw.is_between(*_RULE_ONLY_US).arg_true()
+    if len(late):
+        tz = ZoneInfo(zone)
+        fixed = [v.astimezone(tz).replace(tzinfo=None) for v in s.gather(late).to_list()]
+        shown = shown.scatter(late, pl.Series(fixed, dtype=naive))
+    return shown.alias(s.name)
+
+
+def neutralise(s: pl.Series) -> pl.Series:
+    """Prefix the text cells that would start a formula with an apostrophe."""
+    # Only the hits are rebuilt: most chunks have none, and a copy of a text column
+    # can be as large as the chunk itself.
+    hits = s.str.contains(FORMULA_TRIGGER).arg_true()
+    if len(hits) == 0:
+        return s
+    return s.scatter(hits, "'" + s.gather(hits))
 
 
 class Transform:
-    """Vectorised per-chunk transform for one plan; no per-row Python."""
+    """Vectorised per-chunk transform; per-row Python only for timestamps after 2036."""
 
     def __init__(self, plan: ExportPlan) -> None:
         self.plan = plan
         self.names = [c.name for c in plan.columns]
         self.labels = {c.name: c.label for c in plan.columns}
         self.text_columns = [c.name for c in plan.columns if c.free_text]
-        self.neutralise = plan.dataset.neutralise_formulas
+        # XLSX keeps the true text and marks trigger cells with a quote-prefix style
+        # (writers.xlsx_cells); only CSV needs the apostrophe in the value itself.
+        self.neutralise = plan.dataset.neutralise_formulas and plan.request.format != "xlsx"
 
     def __call__(self, table: pa.Table) -> pl.DataFrame:
         """Transform one chunk; columns come out in plan order, named by label."""
         df = pl.from_arrow(table.select(self.names))
+        # Spreadsheets have no zones: show wall-clock time in the request's zone.
+        zoned = [
+            wall_clock(df[n], self.plan.timezone)
+            for n, dtype in df.schema.items()
+            if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+        ]
+        if zoned:
+            df = df.with_columns(zoned)
         exprs = [self._temporal(df, name, dtype) for name, dtype in df.schema.items()]
         exprs = [e for e in exprs if e is not None]
         if self.neutralise:
-            exprs += [neutralise(pl.col(n)).alias(n) for n in self.text_columns]
+            exprs += [neutralise(df[n]) for n in self.text_columns if df[n].dtype == pl.String]
         if exprs:
             df = df.with_columns(exprs)
         return df.rename(self.labels)
@@ -58,17 +103,11 @@ class Transform:
             raw, (pos, neg) = col.cast(pl.Int32), _DATE_INF
         else:
             return None
-        shown = col
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-            # Spreadsheets have no zones: show wall-clock time in the request's zone.
-            shown = col.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
         if not df.select(raw.is_in(pos + neg).any()).item():
-            return shown.alias(name)
+            return None
         # PostgreSQL's ±infinity arrive as the type's extreme values; keep their meaning as
-        # text. They are swapped for 0 first: zone conversion also touches masked-out slots.
+        # text (zones are already applied, the sentinels left as they were).
         finite = pl.when(raw.is_in(pos + neg)).then(0).otherwise(raw).cast(dtype)
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-            finite = finite.dt.convert_time_zone(self.plan.timezone).dt.replace_time_zone(None)
         text = finite.dt.to_string("%Y-%m-%d %H:%M:%S%.f" if dtype != pl.Date else "%Y-%m-%d")
         return (
             pl.when(raw.is_in(pos))

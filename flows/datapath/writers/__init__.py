@@ -12,7 +12,14 @@ from flows.datapath.request import ExportRequest
 
 
 class Writer(Protocol):
-    """What the engine drives: open once, write each chunk in order, close once."""
+    """What the engine drives: open once, write each chunk in order, close once; used as a
+    context manager, so that a failure part-way releases its threads and temporary files."""
+
+    def __enter__(self) -> Writer:
+        """The writer itself."""
+
+    def __exit__(self, *exc: object) -> None:
+        """Release threads and temporary files, whether or not the file was finished."""
 
     def open(self, sink: BinaryIO) -> None:
         """Write whatever precedes the rows."""
@@ -22,6 +29,16 @@ class Writer(Protocol):
 
     def close(self) -> None:
         """Write whatever follows the rows; the sink stays open."""
+
+
+# PostgreSQL's zoned timestamp: its values are shown in the request's zone, which the
+# header names, since neither CSV nor a spreadsheet cell carries a zone.
+ZONED_TYPES = frozenset({"timestamp with time zone"})
+
+
+def header_labels(columns: list[Column], timezone: str) -> list[str]:
+    """Header text for every format: the labels, with the zone after each zoned column's."""
+    return [f"{c.label} ({timezone})" if c.base_type in ZONED_TYPES else c.label for c in columns]
 
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -42,15 +59,25 @@ def media_type(request: ExportRequest) -> str:
 
 
 def make_writer(
-    request: ExportRequest, columns: list[Column], settings: Settings | None = None
+    request: ExportRequest,
+    columns: list[Column],
+    settings: Settings | None = None,
+    *,
+    neutralise: bool = True,
 ) -> Writer:
     """The writer for the request's format, with the options from settings (or defaults);
-    every strategy gets its writer here, so every strategy writes the same bytes."""
+    every strategy gets its writer here, so every strategy writes the same bytes.
+
+    `neutralise` is the module's neutralise_formulas. CSV gets its text already
+    neutralised by the transform (a leading apostrophe is the only way CSV can say
+    "text"); XLSX gets the true text and marks the cells that start a formula itself."""
     settings = settings or Settings(_env_file=None)
     if request.format == "xlsx":
         from flows.datapath.writers.xlsx import XlsxWriter
 
-        return XlsxWriter(request, columns, sheet_rows=settings.xlsx_sheet_rows)
+        return XlsxWriter(
+            request, columns, sheet_rows=settings.xlsx_sheet_rows, neutralise=neutralise
+        )
     from flows.datapath.writers.csv import CsvWriter
 
     return CsvWriter(request, columns, gzip_level=settings.gzip_level)

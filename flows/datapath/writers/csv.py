@@ -1,18 +1,60 @@
-"""RFC 4180 CSV, UTF-8, optional BOM and gzip, written chunk by chunk."""
+"""RFC 4180 CSV, UTF-8, optional BOM and gzip, written chunk by chunk.
+
+Quoting: a text field is quoted when it holds the delimiter, a quote, CR or LF (RFC
+4180), and also when it holds `,`, `;` or TAB whatever the delimiter: Excel splits a
+CSV on the list separator of the reader's locale, not on the writer's. An empty text
+is written `""`, a NULL as nothing, so the two stay apart.
+
+Polars quotes only what RFC 4180 needs (and empty text). A chunk where that is enough
+is written so; a chunk holding text with a list separator other than the delimiter is
+written with every non-numeric field quoted (Polars' `non_numeric`), which readers
+read the same and which costs nothing, where quoting just those fields here took twice
+as long as the whole encoding. Either way a chunk's bytes depend on that chunk alone.
+A delimiter that can occur in a number or a date (a letter, a digit, `.+-:` or space)
+is rare enough for the slow way: every field that holds it is quoted here."""
 
 from __future__ import annotations
 
 import gzip
 import io
+import re
 from typing import BinaryIO
 
 import polars as pl
 
 from flows.control.registry import Column
 from flows.datapath.request import ExportRequest
+from flows.datapath.writers import header_labels
 
 # Excel and pandas both parse this; the zone is the request's, applied by the transform.
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
+DATE_FORMAT = "%Y-%m-%d"
+TIME_FORMAT = "%H:%M:%S%.f"
+LIST_SEPARATORS = ',;\t"\r\n'
+# Characters that the text of a number, date, time or boolean can hold: a delimiter
+# among them means those columns need quoting too.
+_NON_TEXT_CHARS = re.compile(r"[0-9A-Za-z.+\-: ]")
+
+
+def quote_field(value: str, delimiter: str) -> str:
+    """One field as CSV text (for the header)."""
+    if value == "" or any(c in value for c in LIST_SEPARATORS + delimiter):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def quote_text(s: pl.Series, quote_on: list[str]) -> pl.Series | None:
+    """A text column with the fields that need it quoted (NULL stays NULL); None when
+    no field does."""
+    # Only the hits are rebuilt, and only those holding a quote are escaped.
+    hits = (s.str.contains_any(quote_on) | (s.str.len_bytes() == 0)).arg_true()
+    if len(hits) == 0:
+        return None
+    inner = s.gather(hits)
+    if inner.str.contains('"', literal=True).any():
+        inner = inner.str.replace_all('"', '""', literal=True)
+    quoted = inner.to_frame("v").select(pl.concat_str(pl.lit('"'), "v", pl.lit('"')))
+    return s.scatter(hits, quoted.to_series())
 
 
 class CsvWriter:
@@ -21,23 +63,32 @@ class CsvWriter:
 
     def __init__(self, request: ExportRequest, columns: list[Column], gzip_level: int = 6) -> None:
         self.request = request
-        self.labels = [c.label for c in columns]
+        self.labels = header_labels(columns, request.timezone)
         self.gzip_level = gzip_level
+        delimiter = request.delimiter
+        self.quote_on = sorted(set(LIST_SEPARATORS + delimiter))
+        # The list separators Polars does not quote by itself.
+        self.extra = [c for c in ",;\t" if c != delimiter]
+        self.quote_all = bool(_NON_TEXT_CHARS.match(request.delimiter))
         self.sink: BinaryIO | None = None
+
+    def __enter__(self) -> CsvWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Nothing to release: the CSV writer holds no threads or files."""
 
     def preamble(self) -> bytes | memoryview:
         """BOM and header row."""
         head = b"\xef\xbb\xbf" if self.request.bom else b""
         if self.request.header:
-            header = pl.DataFrame(
-                {label: [] for label in self.labels}, schema=dict.fromkeys(self.labels, pl.String)
-            )
-            head += self._csv(header, include_header=True)
+            fields = (quote_field(label, self.request.delimiter) for label in self.labels)
+            head += (self.request.delimiter.join(fields) + "\r\n").encode()
         return self._pack(head)
 
     def encode(self, df: pl.DataFrame) -> bytes | memoryview:
         """One chunk's rows."""
-        return self._pack(self._csv(df, include_header=False))
+        return self._pack(self._csv(df))
 
     def open(self, sink: BinaryIO) -> None:
         """Write the preamble."""
@@ -50,23 +101,53 @@ class CsvWriter:
             self.sink.write(self.encode(df))
         else:
             # Straight into the sink: no chunk-sized buffer in between.
-            self._csv(df, include_header=False, out=self.sink)
+            self._csv(df, out=self.sink)
 
     def close(self) -> None:
         """Nothing follows the rows in CSV."""
 
-    def _csv(
-        self, df: pl.DataFrame, include_header: bool, out: BinaryIO | None = None
-    ) -> bytes | memoryview:
+    def rfc_is_enough(self, df: pl.DataFrame) -> bool:
+        """Whether Polars' own quoting quotes every field that needs it in this chunk."""
+        if self.quote_all:
+            return False
+        # One literal scan per column: it allocates nothing but a mask, however large a
+        # cell is. A field that also holds a quote or the delimiter would be quoted anyway,
+        # but telling those apart costs three times the scan: such a chunk is fully quoted.
+        checks = [
+            pl.col(n).str.contains_any(self.extra).any()
+            for n, dtype in df.schema.items()
+            if dtype == pl.String
+        ]
+        return not checks or not any(df.select(checks).row(0))
+
+    def quoted(self, df: pl.DataFrame) -> pl.DataFrame:
+        """The chunk with every field that needs quotes quoted, ready to write verbatim."""
+        columns = []
+        for s in df.get_columns():
+            if s.dtype != pl.String:
+                if not self.quote_all:
+                    continue
+                s = _as_text(s)
+            quoted = quote_text(s, self.quote_on)
+            if quoted is not None:
+                columns.append(quoted)
+        return df.with_columns(columns) if columns else df
+
+    def _csv(self, df: pl.DataFrame, out: BinaryIO | None = None) -> bytes | memoryview:
         buf = out or io.BytesIO()
+        df = _infinities(df)
+        if self.quote_all:
+            df, style = self.quoted(df), "never"
+        else:
+            style = "necessary" if self.rfc_is_enough(df) else "non_numeric"
         df.write_csv(
             buf,
-            include_header=include_header,
+            include_header=False,
             separator=self.request.delimiter,
             line_terminator="\r\n",
-            quote_style="necessary",
+            quote_style=style,
             datetime_format=DATETIME_FORMAT,
-            date_format="%Y-%m-%d",
+            date_format=DATE_FORMAT,
         )
         # A view, not a copy: a chunk's text is tens of MiB.
         return b"" if out else buf.getbuffer()
@@ -76,3 +157,26 @@ class CsvWriter:
             return data
         # mtime=0: the same rows always give the same bytes (resumed runs match).
         return gzip.compress(data, compresslevel=self.gzip_level, mtime=0)
+
+
+def _as_text(s: pl.Series) -> pl.Series:
+    """A non-text column as the text write_csv gives it."""
+    if s.dtype == pl.Date:
+        return s.dt.to_string(DATE_FORMAT)
+    if isinstance(s.dtype, pl.Datetime):
+        return s.dt.to_string(DATETIME_FORMAT)
+    if s.dtype == pl.Time:
+        return s.dt.to_string(TIME_FORMAT)
+    return s.cast(pl.String)
+
+
+def _infinities(df: pl.DataFrame) -> pl.DataFrame:
+    """Float infinities spelt as PostgreSQL (and the XLSX writer) spell them, not `inf`."""
+    fixed = []
+    for s in df.get_columns():
+        if s.dtype.is_float() and s.is_infinite().any():
+            col = pl.col(s.name)
+            text = pl.when(col > 0).then(pl.lit("Infinity")).otherwise(pl.lit("-Infinity"))
+            shown = pl.when(col.is_infinite()).then(text).otherwise(col.cast(pl.String))
+            fixed.append(shown.alias(s.name))
+    return df.with_columns(fixed) if fixed else df

@@ -15,7 +15,11 @@ header of every `timestamp with time zone` column names it, e.g. "Created at (UT
 and so does the document's description property.
 
 Strings are inline strings (no shared-string table, which would grow with the data),
-never formulas or hyperlinks.
+never formulas or hyperlinks; free text that starts like a formula keeps its true text
+and gets a quote-prefix style (xlsx_cells).
+
+The deflate thread and the sheet spool are released by close(), or by leaving the
+writer's `with` block, whichever comes first: a failed export leaves neither behind.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import polars as pl
 
 from flows.control.registry import Column
 from flows.datapath.request import ExportRequest
+from flows.datapath.writers import header_labels
 from flows.datapath.writers import xlsx_parts as parts
 from flows.datapath.writers.xlsx_cells import RowEncoder, header_row, sample_widths
 from flows.datapath.writers.xlsx_zip import Segment, Spool, ZipStream, crc32_combine, deflate
@@ -37,12 +42,6 @@ from flows.datapath.writers.xlsx_zip import Segment, Spool, ZipStream, crc32_com
 MAX_SHEET_ROWS = parts.MAX_ROWS - 1  # one row is the header
 BLOCK_ROWS = 8_192  # rows built and deflated at a time: bounds the transient memory
 MAX_PENDING = 1  # blocks (~5 MiB of XML each) deflating while the next is built
-ZONED_TYPES = {"timestamp with time zone"}
-
-
-def header_labels(columns: list[Column], timezone: str) -> list[str]:
-    """Header text: the labels, with the zone after each zoned timestamp's label."""
-    return [f"{c.label} ({timezone})" if c.base_type in ZONED_TYPES else c.label for c in columns]
 
 
 class XlsxWriter:
@@ -56,6 +55,7 @@ class XlsxWriter:
         sheet_rows: int = MAX_SHEET_ROWS,
         block_rows: int = BLOCK_ROWS,
         force_zip64: bool = False,
+        neutralise: bool = True,
     ) -> None:
         if not 1 <= sheet_rows <= MAX_SHEET_ROWS:
             raise ValueError(f"sheet_rows must be between 1 and {MAX_SHEET_ROWS}")
@@ -68,7 +68,7 @@ class XlsxWriter:
         self.force_zip64 = force_zip64
         self.header = request.header
         self.labels = header_labels(columns, request.timezone)
-        self.encoder = RowEncoder(columns, request.timezone)
+        self.encoder = RowEncoder(columns, request.timezone, neutralise)
         self.last_col = parts.column_letter(len(columns) - 1)
         self.widths: list[float] | None = None
         self.zip: ZipStream | None = None
@@ -79,6 +79,22 @@ class XlsxWriter:
         self.pending: deque[Future[Segment]] = deque()
 
     # -- the Writer protocol ------------------------------------------------------
+
+    def __enter__(self) -> XlsxWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Stop the deflate thread and drop the spool; safe to call more than once."""
+        for future in self.pending:
+            future.cancel()
+        self.pending.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
     def open(self, sink: BinaryIO) -> None:
         """Write the parts that do not depend on the rows."""
@@ -114,7 +130,7 @@ class XlsxWriter:
         if self.spool is None:  # no rows: one sheet with just the header
             self.spool = Spool()
         self._finish_sheet()
-        self.pool.shutdown()
+        self.release()
         names = parts.sheet_names(self.request.module, len(self.sheet_data_rows))
         filters = [self._filter_ref(n) for n in self.sheet_data_rows]
         count = len(names)

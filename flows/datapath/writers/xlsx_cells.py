@@ -10,7 +10,9 @@ Cell rules (Excel's limits decide them):
 - dates and timestamps are serial numbers styled as ISO dates; values before
   1900-03-01 stay ISO text (Excel counts a 29 Feb 1900 there, LibreOffice does not,
   so the same serial would be two different days), and so do those after 9999-12-31;
-- text is an inline string (see xlsx_text for what is dropped, escaped or cut);
+- text is an inline string (see xlsx_text for what is dropped, escaped or cut); free
+  text that starts like a formula keeps its true value and gets the quote-prefix
+  style, so that Excel keeps it text even when the cell is edited;
 - NaN and ±Infinity are text (`NaN`, `Infinity`, `-Infinity`, as PostgreSQL writes
   them); booleans are booleans; NULL is no cell at all.
 """
@@ -20,8 +22,15 @@ from __future__ import annotations
 import polars as pl
 
 from flows.control.registry import Column
+from flows.datapath.transform import wall_clock
 from flows.datapath.writers import xlsx_text
-from flows.datapath.writers.xlsx_parts import STYLE_DATE, STYLE_DATETIME, STYLE_TIME, column_letter
+from flows.datapath.writers.xlsx_parts import (
+    STYLE_DATE,
+    STYLE_DATETIME,
+    STYLE_QUOTED,
+    STYLE_TIME,
+    column_letter,
+)
 
 MAX_EXACT_DIGITS = 15
 _MAX_EXACT_INT = 10**MAX_EXACT_DIGITS - 1
@@ -40,6 +49,9 @@ _NOT_FREE_TEXT = NUMERIC_TYPES | DATE_TYPES | TIMESTAMP_TYPES | {"uuid"}
 _SHORT_INTS = {pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32}  # < 15 digits
 _ROW = "\x00row"  # helper columns start with NUL, which no label holds
 _TEXT_OPEN = '" t="inlineStr"><is><t xml:space="preserve">'
+# The OWASP formula triggers (= + - @ TAB CR LF) as they look once escaped for XML.
+_XML_TRIGGER = r"^(?:[=+\-@\t\n]|&#13;)"
+_QUOTED = f' s="{STYLE_QUOTED}"'
 _TEXT_CLOSE = "</t></is></c>"
 
 Piece = pl.Expr | str
@@ -48,9 +60,10 @@ Piece = pl.Expr | str
 class RowEncoder:
     """Builds `<row>` elements for the worksheet columns `columns`, in that order."""
 
-    def __init__(self, columns: list[Column], timezone: str) -> None:
+    def __init__(self, columns: list[Column], timezone: str, neutralise: bool = True) -> None:
         self.columns = columns
         self.timezone = timezone
+        self.neutralise = neutralise
         self.letters = [column_letter(i) for i in range(len(columns))]
 
     def encode(self, df: pl.DataFrame, first_row: int) -> memoryview:
@@ -59,13 +72,13 @@ class RowEncoder:
             raise ValueError(f"expected {len(self.columns)} columns, got {df.width}")
         if df.height == 0:
             return memoryview(b"")
-        block = _Block(df, self.timezone)
+        block = _Block(df, self.timezone, self.neutralise)
         block.extra[_ROW] = pl.int_range(first_row, first_row + df.height, dtype=pl.Int64).cast(
             pl.String
         )
         pieces: list[Piece] = ['<row r="', pl.col(_ROW), '">']
         for i, (name, column) in enumerate(zip(df.columns, self.columns, strict=True)):
-            pieces += block.column(i, name, column.base_type, self.letters[i])
+            pieces += block.column(i, name, column, self.letters[i])
         pieces.append("</row>")
         frame = df.with_columns(**block.extra)
         rows = frame.select(pl.concat_str(_merge_literals(pieces), ignore_nulls=True))
@@ -77,12 +90,14 @@ class _Block:
     one kind and never NULL is spliced straight into the row; otherwise each cell is
     one expression, NULL where the value is NULL."""
 
-    def __init__(self, df: pl.DataFrame, timezone: str) -> None:
+    def __init__(self, df: pl.DataFrame, timezone: str, neutralise: bool) -> None:
         self.df = df
         self.timezone = timezone
+        self.neutralise = neutralise
         self.extra: dict[str, pl.Series | pl.Expr] = {}
 
-    def column(self, index: int, name: str, pg_type: str, letter: str) -> list[Piece]:
+    def column(self, index: int, name: str, column: Column, letter: str) -> list[Piece]:
+        pg_type = column.base_type
         s = self.df[name]
         self.index, self.letter, self.nulls = index, letter, s.null_count()
         col = pl.col(name)
@@ -118,7 +133,9 @@ class _Block:
             if pg_type in DATE_TYPES | TIMESTAMP_TYPES:
                 return self.temporal_text(name, s, pg_type in DATE_TYPES)
             if pg_type not in _NOT_FREE_TEXT:
-                self.replace(name, xlsx_text.prepare(s))
+                s = self.replace(name, xlsx_text.prepare(s))
+            if self.neutralise and column.free_text:
+                return self.quoted(s, col)
             return self.uniform("text", col)
         # Anything else (durations, lists, ...) as its text form.
         text = pl.col(name).cast(pl.String).str.replace_many(xlsx_text.ESCAPES)
@@ -128,13 +145,29 @@ class _Block:
         self.extra[name] = s
         return s
 
-    def cell(self, kind: str, v: pl.Expr, attrs: str = "") -> list[Piece]:
-        head, tail = (_TEXT_OPEN, _TEXT_CLOSE) if kind == "text" else (f'"{attrs}><v>', "</v></c>")
-        return [f'<c r="{self.letter}', pl.col(_ROW), head, v, tail]
+    def cell(self, kind: str, v: pl.Expr, attrs: Piece = "") -> list[Piece]:
+        head, tail = (_TEXT_OPEN, _TEXT_CLOSE) if kind == "text" else ('"><v>', "</v></c>")
+        # Literal neighbours are merged before the rows are built (_merge_literals).
+        return [f'<c r="{self.letter}', pl.col(_ROW), '"', attrs, head[1:], v, tail]
 
-    def uniform(self, kind: str, v: pl.Expr, attrs: str = "") -> list[Piece]:
+    def uniform(self, kind: str, v: pl.Expr, attrs: Piece = "") -> list[Piece]:
         parts = self.cell(kind, v, attrs)
         return parts if self.nulls == 0 else [pl.concat_str(_literals(parts))]
+
+    def quoted(self, s: pl.Series, col: pl.Expr) -> list[Piece]:
+        """Text cells; those that start like a formula get the quote-prefix style. The
+        test runs on the escaped text, after what XML cannot hold has been dropped: that
+        is the text a reader sees."""
+        triggers = s.str.contains(_XML_TRIGGER)
+        if not triggers.any():
+            return self.uniform("text", col)
+        if triggers.all():
+            return self.uniform("text", col, _QUOTED)
+        name = f"\x00quoted{self.index}"
+        self.extra[name] = triggers
+        return self.uniform(
+            "text", col, pl.when(pl.col(name)).then(pl.lit(_QUOTED)).otherwise(pl.lit(""))
+        )
 
     def mixed(
         self, ok: pl.Series | pl.Expr, v: pl.Expr, attrs: str, text: pl.Expr, source: pl.Expr
@@ -156,7 +189,7 @@ class _Block:
         """Dates and timestamps as serial numbers, or as ISO text where Excel has no date."""
         date = s.dtype == pl.Date
         if not date and s.dtype.time_zone is not None:
-            s = self.replace(name, s.dt.convert_time_zone(self.timezone).dt.replace_time_zone(None))
+            s = self.replace(name, wall_clock(s, self.timezone))
         col = pl.col(name)
         style = f' s="{STYLE_DATE if date else STYLE_DATETIME}"'
         raw = _raw_serial(col, date)

@@ -14,8 +14,9 @@ CT_MAIN = "application/vnd.openxmlformats-officedocument.spreadsheetml"
 MAX_ROWS = 1_048_576
 MAX_COLUMNS = 16_384
 
-# Cell style indexes into <cellXfs> below.
-STYLE_HEADER, STYLE_DATE, STYLE_DATETIME, STYLE_TIME = 1, 2, 3, 4
+# Cell style indexes into <cellXfs> below. STYLE_QUOTED (quotePrefix) marks text that
+# starts like a formula: Excel keeps such a cell text even when someone edits it.
+STYLE_HEADER, STYLE_DATE, STYLE_DATETIME, STYLE_TIME, STYLE_QUOTED = 1, 2, 3, 4, 5
 
 STYLES = (
     XML_DECL + f'<styleSheet xmlns="{NS_MAIN}">'
@@ -32,12 +33,13 @@ STYLES = (
     '<fill><patternFill patternType="gray125"/></fill></fills>'
     '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
     '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
-    '<cellXfs count="5">'
+    '<cellXfs count="6">'
     '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
     '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
     '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
     '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
     '<xf numFmtId="166" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0" quotePrefix="1"/>'
     "</cellXfs>"
     '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
     '<dxfs count="0"/>'

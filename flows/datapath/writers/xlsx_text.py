@@ -26,13 +26,25 @@ _EXCEL_ESCAPE_START = re.compile(r"_(?=x[0-9A-Fa-f]{4}_)")
 
 def fix_text(value: str) -> str:
     """Drop what XML cannot hold, cut to Excel's cell size, escape literal `_xHHHH_`."""
-    value = _INVALID_XML_RE.sub("", value)
+    value = _clean_head(value)
     if len(value) > MAX_CELL_CHARS // 2:
         utf16 = value.encode("utf-16-le")
         if len(utf16) > 2 * MAX_CELL_CHARS:
             keep = utf16[: 2 * (MAX_CELL_CHARS - len(TRUNCATED_MARK))]
             value = keep.decode("utf-16-le", errors="ignore") + TRUNCATED_MARK
     return _EXCEL_ESCAPE_START.sub("_x005F_", value)
+
+
+def _clean_head(value: str) -> str:
+    """`value` without what XML cannot hold, or, for a text far over the cell size, enough
+    of its head to cut from: a cell of tens of MiB is never copied whole."""
+    size = 2 * MAX_CELL_CHARS
+    while size < len(value):
+        head = _INVALID_XML_RE.sub("", value[:size])
+        if len(head) > MAX_CELL_CHARS:  # more than a cell holds: the rest is cut anyway
+            return head
+        size *= 2
+    return _INVALID_XML_RE.sub("", value)
 
 
 def escape(value: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 
 from flows.datapath.engine import export
 from flows.datapath.request import ExportRequest, plan_export
+from flows.datapath.writers import header_labels
 from tests.flows.helpers import neutralised, table_rows, wall_clock
 
 
@@ -49,7 +50,8 @@ def test_every_cell_matches_the_table(settings, registry, db_url, module, tz):
     ds = registry.modules[module]
     names = list(ds.columns)
     rows = parse(data)
-    assert rows[0] == [ds.column(n).label for n in names]
+    assert rows[0] == header_labels([ds.column(n) for n in names], tz)
+    assert f"Created at ({tz})" in rows[0]  # zoned columns name the zone, as in XLSX
     expected = table_rows(db_url, ds, names)
     assert result.rows == len(expected) == len(rows) - 1
     for got, exp in zip(rows[1:], expected, strict=True):
@@ -124,5 +126,6 @@ def test_empty_result_has_header_only(settings, registry):
     assert (
         result.rows == 0
         and data
-        == b"ID,SKU,Name,Description,Price,External ID,Attributes,In stock,Released on,Created at,Barcode,Weight (kg)\r\n"
+        == b"ID,SKU,Name,Description,Price,External ID,Attributes,In stock,Released on,"
+        b"Created at (UTC),Barcode,Weight (kg)\r\n"
     )
