@@ -76,8 +76,11 @@ def export(
         writer.open(out)
         done = 0
         for _, table in chunks:
-            writer.write(transform(table))
             done += table.num_rows
+            frame = transform(table)
+            del table  # a chunk's Arrow and Polars copies are not held into the next read
+            writer.write(frame)
+            del frame
             if on_progress:
                 # 0 until the count is in: the total is not known yet.
                 on_progress(done, max(total.result(), done) if total.done() else 0)

@@ -98,10 +98,13 @@ def keyset_chunks(
                 lo, index, more = hi, index + 1, rows == limit
             if pending:
                 bound, future = pending.popleft()
-                result = future.result()
+                held = [future.result()]
+                del future
                 if sizing.limit is None:
-                    sizing.measure(bound.rows, nbytes(result))
-                yield bound, result
+                    sizing.measure(bound.rows, nbytes(held[0]))
+                # Handed over, not kept: this frame holds no reference while the caller
+                # transforms and writes the chunk.
+                yield bound, held.pop()
     finally:
         for _, future in pending:
             # Threads' futures can be cancelled before they start; Prefect's tasks cannot.

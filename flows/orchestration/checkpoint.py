@@ -22,7 +22,7 @@ from flows.datapath.writers import make_writer
 
 _COPY_BLOCK = 8 * 2**20
 # Bump when the bytes a chunk file holds change for the same plan and settings.
-CHUNK_FORMAT = 2
+CHUNK_FORMAT = 3
 _WRITER_SETTINGS = ("chunk_rows", "chunk_bytes", "first_chunk_rows", "gzip_level")
 _WRITER_SETTINGS += ("xlsx_sheet_rows",)
 
@@ -70,7 +70,9 @@ class ChunkFiles:
         the frame itself (Arrow IPC, lz4), for the writer to encode in order at assembly."""
         with self.storage.open_write(self.key(index)) as f:
             if plan.request.format == "csv":
-                f.write(make_writer(plan.request, plan.columns, settings).encode(df))
+                neutralise = plan.dataset.neutralise_formulas
+                writer = make_writer(plan.request, plan.columns, settings, neutralise=neutralise)
+                f.write(writer.encode(df))
             else:
                 df.write_ipc(f, compression="lz4")
         return df.height
@@ -140,8 +142,11 @@ def assemble(
     files: ChunkFiles, settings: Settings, plan: ExportPlan, chunks: list[dict], key: str
 ) -> ExportResult:
     """Write the chunks, in order, into `key`, committed when complete."""
-    writer = make_writer(plan.request, plan.columns, settings)
-    with files.storage.open_write(key) as f:
+    neutralise = plan.dataset.neutralise_formulas
+    with (
+        make_writer(plan.request, plan.columns, settings, neutralise=neutralise) as writer,
+        files.storage.open_write(key) as f,
+    ):
         out = HashingSink(f)
         if plan.request.format == "csv":
             out.write(writer.preamble())

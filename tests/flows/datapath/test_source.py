@@ -176,7 +176,17 @@ def test_opaque_types_and_infinities_export_faithfully(settings, edge, tmp_path:
     buf = io.BytesIO()
     export(settings.database_url, plan, buf, settings.model_copy(update={"chunk_rows": 2}))
     rows = parse(buf.getvalue())
-    assert rows[0] == ["code", "ts", "naive", "day", "amount", "tags", "span", 'odd "name"', "mood"]
+    assert rows[0] == [
+        "code",
+        "ts (Europe/Berlin)",
+        "naive",
+        "day",
+        "amount",
+        "tags",
+        "span",
+        'odd "name"',
+        "mood",
+    ]
     assert rows[1] == [
         "a",
         "infinity",
@@ -244,7 +254,9 @@ def test_source_connections_are_read_only_named_and_time_limited(settings, regis
         with pytest.raises(Exception, match="read-only") as info:
             cur.execute("DELETE FROM products")
             cur.fetchall()
-    assert classify_db_error(info.value).message.endswith("read-only and the statement tried to write")
+    assert classify_db_error(info.value).message.endswith(
+        "read-only and the statement tried to write"
+    )
 
 
 @contextmanager
