@@ -17,6 +17,7 @@ from tests.flows.helpers import (
     CHUNKS,
     READ,
     RUN_TIMEOUT,
+    TableLock,
     all_chunks_waiting,
     chunk_runs,
     in_background,
@@ -89,7 +90,8 @@ def test_statement_timeout_fails_with_timeout_code(rt, small_chunks, monkeypatch
     job = new_job(rt)
     run = in_background(export_flow, str(job.id), return_state=True)
     started(rt, job)
-    lock = lock_when(rt.url, lambda kinds: READ in kinds)
+    # Whatever reads next (a chunk task or the flow's bound probe) waits on the lock.
+    lock = TableLock(rt.url)
     try:
         # Three times the timeout: every read waiting on the lock runs past it.
         time.sleep(3)
