@@ -82,6 +82,7 @@ TRANSIENT = [
     client_error("ThrottlingException", 400),
     client_error("TooManyRequests", 400),
     client_error("Unnamed", 429),
+    client_error("Unnamed", 500),
     OSError("An error occurred (SlowDown) when calling the PutObject operation"),
     OSError("Read timed out."),
     OSError("Could not connect to the endpoint URL"),
@@ -111,6 +112,7 @@ def test_no_room_is_storage_full_and_not_retried(exc: BaseException):
     err = storage_error(exc, "writing the file")
     assert type(err) is StorageFull and err.code == "storage_full" and not err.transient
     assert err.message == "storage is full: there was no room left while writing the file"
+    assert err.detail.startswith(type(exc).__name__)
 
 
 @pytest.mark.parametrize("exc", TRANSIENT, ids=repr)
@@ -120,6 +122,7 @@ def test_a_store_out_of_reach_is_worth_a_retry(exc: BaseException):
     assert type(err) is StorageUnavailable and err.transient
     assert err.code == "storage_unavailable"
     assert err.message == "storage could not be reached while listing files"
+    assert err.detail.startswith(type(exc).__name__)
 
 
 @pytest.mark.parametrize("exc", REFUSED, ids=repr)
@@ -165,6 +168,9 @@ def test_a_response_that_is_not_a_mapping_is_ignored():
     no_error = OSError("no error")
     no_error.response = {"ResponseMetadata": {"HTTPStatusCode": 507}}
     assert is_transient(no_error) and not is_full(no_error)
+    quota = OSError("upload refused")
+    quota.response = {"Error": {"Code": "QuotaExceeded"}}
+    assert is_full(quota)
 
 
 class Failing(io.BytesIO):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows.control.errors import ConfigError, StorageError
+from flows.control.settings import Settings
 from flows.control.storage_keys import (
     check_key,
     check_prefix,
@@ -17,6 +18,7 @@ from flows.control.storage_keys import (
     local_temp_name,
     relative_key,
     resolve_root,
+    storage_location,
 )
 
 JOB = str(uuid.UUID(int=0x3F1C1C437C1E4C579D3E2B8F3A6F0C11))
@@ -150,3 +152,27 @@ def test_a_file_url_with_surrounding_spaces_names_the_same_folder(tmp_path: Path
     assert resolve_root(f"  {tmp_path}/x  ", tmp_path) == ("file", str(tmp_path / "x"))
     assert resolve_root(f" file://{tmp_path}/x ", tmp_path) == ("file", str(tmp_path / "x"))
     assert resolve_root("FILE:x", tmp_path) == ("file", str(tmp_path.resolve() / "x"))
+
+
+def test_a_plain_path_is_taken_literally_and_a_url_is_decoded(tmp_path: Path):
+    data = tmp_path.resolve()
+    assert resolve_root("my%20exports", tmp_path) == ("file", str(data / "my%20exports"))
+    assert resolve_root("file:my%20exports", tmp_path) == ("file", str(data / "my exports"))
+
+
+def test_names_keep_every_character_of_bucket_prefix_and_root():
+    assert resolve_root("s3://bucket/reports/X", Path("."))[1] == "bucket/reports/X"
+    assert relative_key("bucket/X", "bucket/X/a.csv") == "a.csv"
+    assert relative_key("/XY/files", "/XY/files/a.csv") == "a.csv"
+
+
+def test_a_key_given_as_bytes_is_refused():
+    with pytest.raises(StorageError, match="it is empty"):
+        check_key(b"exports/a.csv")
+
+
+def test_the_location_shown_to_operators_names_the_bucket_or_the_folder(tmp_path: Path):
+    s3 = Settings(_env_file=None, data_dir=tmp_path, storage_url="s3://bucket/exports/")
+    assert storage_location(s3) == "s3://bucket/exports"
+    local = Settings(_env_file=None, data_dir=tmp_path, storage_url="files")
+    assert storage_location(local) == str(tmp_path.resolve() / "files")

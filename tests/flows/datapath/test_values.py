@@ -214,3 +214,38 @@ def test_a_date_time_without_offset_is_in_the_request_zone():
 )
 def test_a_real_that_rounds_to_zero_at_the_boundary_is_refused():
     assert refusal("ratio", "eq", "7.006492321624085e-46").endswith("it is out of range")
+
+
+DATED = Registry(
+    modules={
+        "daily": Dataset(
+            name="daily",
+            table="daily",
+            key="id",
+            date_column="day",
+            permission="p",
+            columns={"id": None, "day": None},
+            types={"id": ColumnType(pg_type="integer"), "day": ColumnType(pg_type="date")},
+        )
+    }
+)
+
+
+def date_range(**bounds) -> list[tuple[str, str]]:
+    req = ExportRequest(module="daily", timezone="Europe/Berlin", **bounds)
+    return [(c.op, c.values[0]) for c in plan_export(req, DATED, limits()).conditions]
+
+
+def test_a_date_range_on_a_date_column_keeps_every_day_it_touches():
+    # `to` is exclusive: a day that began before it counts, a day starting at it does not.
+    assert date_range(**{"from": "2024-07-01T10:00", "to": "2024-07-03T10:00"}) == [
+        ("gte", "2024-07-01"),
+        ("lt", "2024-07-04"),
+    ]
+    assert date_range(**{"to": "2024-07-03T00:00"}) == [("lt", "2024-07-03")]
+    assert date_range(**{"from": "2024-07-01", "to": "2024-07-03"}) == [
+        ("gte", "2024-07-01"),
+        ("lt", "2024-07-04"),
+    ]
+    # An instant with an offset is its wall-clock day in the request's zone.
+    assert date_range(**{"to": "2024-07-02T23:30Z"}) == [("lt", "2024-07-04")]

@@ -57,7 +57,7 @@ def plan_of(settings: Settings, **request):
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(_env_file=None, data_dir=tmp_path / "data", xlsx_sheet_rows=4)
+    return Settings(_env_file=None, data_dir=tmp_path / "data", xlsx_sheet_rows=4, gzip_level=1)
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_the_fingerprint_changes_with_what_decides_a_chunks_bytes(settings: Sett
         ("chunk_rows", 7),
         ("chunk_bytes", 1000),
         ("first_chunk_rows", 3),
-        ("gzip_level", 1),
+        ("gzip_level", 9),
         ("xlsx_sheet_rows", 99),
     ]:
         other = settings.model_copy(update={name: value})
