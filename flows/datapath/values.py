@@ -76,7 +76,12 @@ def _float(text: str, ctype: ColumnType) -> str:
         raise Refused("")
     number, limits = float(text), FLOAT_RANGES[ctype.base_type]
     too_big = math.isinf(number) or (limits is not None and abs(number) > limits[0])
-    too_small = Decimal(text) != 0 and (number == 0 or (limits and abs(number) < limits[1] / 2))
+    exact = Decimal(text)
+    # Exactly half the smallest value rounds to zero, which PostgreSQL refuses: compare
+    # exactly, boundary included.
+    too_small = exact != 0 and (
+        number == 0 or (limits is not None and abs(exact) <= Decimal(limits[1]) / 2)
+    )
     if too_big or too_small:
         raise Refused("it is out of range")
     return text

@@ -206,12 +206,6 @@ def test_a_date_time_without_offset_is_in_the_request_zone():
     assert terms("naive", "in", ["2024-07-01T00:00Z"], berlin) == [("in", ["2024-07-01T02:00:00"])]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a real filter value that rounds to zero exactly at half the smallest real "
-    "(7.006492321624085e-46) passes the range check, and PostgreSQL then refuses the query "
-    "('out of range for type real'); values.py _float must compare with <=, in Decimal",
-)
 def test_a_real_that_rounds_to_zero_at_the_boundary_is_refused():
     assert refusal("ratio", "eq", "7.006492321624085e-46").endswith("it is out of range")
 
