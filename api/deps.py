@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import TokenVerifier
+from api.runs import Orchestrator
 from flows.control.jobs import JobStore
 from flows.control.settings import Settings
 from flows.control.storage import Storage
@@ -24,6 +25,7 @@ class Services:
     settings: Settings
     verifier: TokenVerifier
     rt: Runtime
+    runs: Orchestrator
 
     @property
     def jobs(self) -> JobStore:

@@ -13,6 +13,7 @@ from api import errors
 from api.auth import TokenVerifier
 from api.deps import Services
 from api.routes import downloads, exports, health
+from api.runs import Orchestrator
 from flows.control.database import database_url
 from flows.control.jobs import JobStore
 from flows.control.registry import load_checked_registry
@@ -36,11 +37,12 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     settings = settings or get_settings()
     settings.secret(DOWNLOAD_PURPOSE)  # ConfigError for the default secret in production
     verifier = TokenVerifier(settings)
+    runs = Orchestrator()  # the Prefect settings in force where the app is created
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = rt or await to_thread.run_sync(build_runtime, settings)
-        app.state.services = Services(settings, verifier, runtime)
+        app.state.services = Services(settings, verifier, runtime, runs)
         yield
 
     app = FastAPI(

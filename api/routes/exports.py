@@ -9,7 +9,6 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from api import runs
 from api.deps import CallerDep, Services, ServicesDep
 from api.files import sign_link
 from api.pagination import decode_cursor, encode_cursor
@@ -29,7 +28,7 @@ async def _view(request: Request, services: Services, job: Job) -> ExportStatus:
     """The job as its owner sees it; its run's state is read only while it is active."""
     state = None
     if job.status in ACTIVE and job.flow_run_id is not None:
-        state = await runs.read_state(job.flow_run_id)
+        state = await services.runs.read_state(job.flow_run_id)
     status, name = map_status(job, state, services.settings.max_resume_attempts)
     file_url = str(request.url_for("download_export", job_id=job.id))
     return export_status(job, status, name, file_url)
@@ -99,7 +98,7 @@ async def delete_export(
     """Cancel an active export, or delete a finished one's file; repeating is harmless."""
     job = await to_thread.run_sync(services.jobs.get_owned, job_id, caller.user_id)
     if job.status in ACTIVE:
-        stopping = job.flow_run_id is not None and await runs.cancel_run(job.flow_run_id)
+        stopping = job.flow_run_id is not None and await services.runs.cancel_run(job.flow_run_id)
         if stopping:
             response.status_code = 202  # the flow's hook ends the job and removes its files
         else:

@@ -8,7 +8,6 @@ import anyio
 from anyio import to_thread
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from prefect.client.orchestration import get_client
 
 from api.deps import ServicesDep
 from flows.control.database import pg_connect
@@ -47,20 +46,23 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         with pg_connect(services.jobs.url, connect_timeout=timeout) as conn:
             conn.execute("SELECT 1 FROM export_jobs LIMIT 1")
 
-    async def prefect() -> None:
-        async with get_client() as client:
-            failure = await client.api_healthcheck()
-        if failure is not None:
-            raise failure
-
     checks = {
         "database": lambda: to_thread.run_sync(database, abandon_on_cancel=True),
         "storage": lambda: to_thread.run_sync(
             services.storage.exists, STORAGE_PROBE, abandon_on_cancel=True
         ),
-        "orchestrator": prefect,
+        "orchestrator": services.runs.healthcheck,
     }
-    parts = {name: await _check(name, check) for name, check in checks.items()}
+    parts: dict[str, str] = {}
+
+    async def run(name: str, check) -> None:
+        parts[name] = await _check(name, check)
+
+    # Concurrently: a probe stays as short as the slowest part's timeout.
+    async with anyio.create_task_group() as group:
+        for name, check in checks.items():
+            group.start_soon(run, name, check)
+    parts = {name: parts[name] for name in checks}
     failing = [name for name, ok in parts.items() if ok != "ok"]
     if not failing:
         return JSONResponse({"status": "ready", "parts": parts})

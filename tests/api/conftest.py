@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -113,21 +112,6 @@ def completed_job(
     expires = datetime.now(UTC) + timedelta(seconds=expires_in)
     file = (key, len(data), hashlib.sha256(data).hexdigest())
     return rt.jobs.complete(job.id, job.attempt, 3, file, expires)
-
-
-@pytest.fixture
-def prefect_env(harness) -> Iterator[None]:
-    """The harness's API URL in the environment too: the app reads Prefect settings in
-    its own threads, which do not see the harness's context."""
-    from prefect.settings import PREFECT_API_URL
-
-    saved = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
-    yield
-    if saved is None:
-        os.environ.pop("PREFECT_API_URL", None)
-    else:
-        os.environ["PREFECT_API_URL"] = saved
 
 
 class LoopbackServer:
