@@ -54,6 +54,12 @@ class Gone(errors.ExportflowError):
     code = "link_expired"
 
 
+class FileGone(Gone):
+    """The export's file expired or is missing."""
+
+    code = "file_expired"
+
+
 class PrefectUnavailable(errors.ExportflowError):
     """The Prefect API could not be reached to change a flow run."""
 

@@ -7,12 +7,16 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from api.errors import Gone, InvalidLink, NotReady
+from api.errors import FileGone, Gone, InvalidLink, NotReady
 from flows.control.jobs import Job
 from flows.control.settings import Settings
 from flows.control.storage import Storage
 
 ASK_AGAIN = "ask for a new link (GET /api/exports/{id}/download)"
+FILE_GONE = (
+    "the file of export {id} is no longer available; ask for a new link"
+    " (GET /api/exports/{id}/download), or start a new export if it has expired"
+)
 
 
 def friendly_name(job: Job) -> str:
@@ -29,7 +33,7 @@ def check_downloadable(job: Job, now: datetime | None = None) -> str:
     if job.status == "expired" or (
         job.status == "completed" and job.expires_at is not None and job.expires_at <= now
     ):
-        raise Gone(f"the file of export {job.id} has expired; start a new export")
+        raise FileGone(FILE_GONE.format(id=job.id))
     if job.status != "completed" or not job.file_key:
         raise NotReady(f"export {job.id} is {job.status} and has no file to download")
     return job.file_key
@@ -48,7 +52,7 @@ def sign_link(job: Job, storage: Storage, settings: Settings) -> str:
     """A fresh link to the job's file; Gone when the file is no longer in storage."""
     key = check_downloadable(job)
     if not storage.exists(key):
-        raise Gone(f"the file of export {job.id} is no longer available; start a new export")
+        raise FileGone(FILE_GONE.format(id=job.id))
     return storage.sign(key, link_ttl(job, settings), filename=friendly_name(job))
 
 

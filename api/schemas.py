@@ -72,7 +72,7 @@ class ErrorBody(Body):
     error: ErrorDetail
 
 
-def export_status(
+def status_view(
     job: Job, status: str, state_name: str | None, file_url: str | None
 ) -> ExportStatus:
     """The view of `job` given its mapped status; figures are derived from the row."""

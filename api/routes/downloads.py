@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep
-from api.errors import Gone
-from api.files import check_downloadable, check_link, friendly_name, job_id_of
+from api.errors import FileGone
+from api.files import FILE_GONE, check_downloadable, check_link, friendly_name, job_id_of
 from api.schemas import ErrorBody
 
 router = APIRouter(tags=["downloads"])
@@ -39,11 +39,11 @@ def download_file(
     job_id = job_id_of(key)
     job = services.jobs.get(job_id) if job_id is not None else None
     if job is None or job.file_key != key or storage.scheme != "file":
-        raise Gone("this file is no longer available; start a new export")
+        raise FileGone(FILE_GONE.format(id=job_id))
     check_downloadable(job)
     path = Path(storage.path(key))
     if not path.is_file():
-        raise Gone("this file is no longer available; start a new export")
+        raise FileGone(FILE_GONE.format(id=job_id))
     return FileResponse(
         path,
         filename=friendly_name(job),

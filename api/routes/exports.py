@@ -12,8 +12,8 @@ from fastapi.responses import RedirectResponse
 from api.deps import CallerDep, Services, ServicesDep
 from api.files import sign_link
 from api.pagination import decode_cursor, encode_cursor
-from api.schemas import ErrorBody, ExportPage, ExportStatus, Status, export_status
-from api.status import export_status as map_status
+from api.schemas import ErrorBody, ExportPage, ExportStatus, Status, status_view
+from api.status import export_status
 from flows.control.errors import JobNotFound
 from flows.control.jobs import ACTIVE, Job
 from flows.orchestration.job_run import end_job, remove_job_files
@@ -29,9 +29,14 @@ async def _view(request: Request, services: Services, job: Job) -> ExportStatus:
     state = None
     if job.status in ACTIVE and job.flow_run_id is not None:
         state = await services.runs.read_state(job.flow_run_id)
-    status, name = map_status(job, state, services.settings.max_resume_attempts)
-    file_url = str(request.url_for("download_export", job_id=job.id))
-    return export_status(job, status, name, file_url)
+    status, name = export_status(job, state, services.settings.max_resume_attempts)
+    return status_view(job, status, name, _file_url(request, services, job))
+
+
+def _file_url(request: Request, services: Services, job: Job) -> str:
+    """The download endpoint, under the same public base as the links it hands out."""
+    path = request.app.url_path_for("download_export", job_id=str(job.id))
+    return services.settings.public_api_url.rstrip("/") + path
 
 
 @router.get("/api/exports/{job_id}", response_model=ExportStatus, response_model_by_alias=True)
@@ -74,10 +79,7 @@ def list_exports(
     after = decode_cursor(cursor) if cursor else None
     jobs = services.jobs.list_owned(caller.user_id, limit + 1, after, status, module)
     page = jobs[:limit]
-    items = [
-        export_status(job, job.status, None, str(request.url_for("download_export", job_id=job.id)))
-        for job in page
-    ]
+    items = [status_view(job, job.status, None, _file_url(request, services, job)) for job in page]
     next_cursor = encode_cursor(page[-1]) if len(jobs) > limit else None
     return ExportPage(items=items, next_cursor=next_cursor)
 

@@ -127,7 +127,9 @@ def test_expired_or_missing_file_is_410(client, rt, user):
     job = completed_job(rt, uid, DATA)
     url = local_path(link_of(client, job, headers))
     rt.storage.delete(job.file_key)
-    assert client.get(url).status_code == 410
+    gone = client.get(url)
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "file_expired"
+    assert "ask for a new link" in gone.json()["error"]["message"]
     assert client.get(f"/api/exports/{job.id}/download", headers=headers).status_code == 410
 
     old = completed_job(rt, uid, DATA)
@@ -135,7 +137,8 @@ def test_expired_or_missing_file_is_410(client, rt, user):
     expire_now(rt, old.id)  # the file's life ran out after the link was made
     assert client.get(url).status_code == 410
     resp = client.get(f"/api/exports/{old.id}/download", headers=headers)
-    assert resp.status_code == 410 and resp.json()["error"]["code"] == "link_expired"
+    assert resp.status_code == 410 and resp.json()["error"]["code"] == "file_expired"
+    assert "ask for a new link" in resp.json()["error"]["message"]
 
 
 def expire_now(rt, job_id) -> None:

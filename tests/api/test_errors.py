@@ -6,7 +6,7 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
-from api.errors import Gone, InvalidLink, NotReady, PrefectUnavailable
+from api.errors import FileGone, Gone, InvalidLink, NotReady, PrefectUnavailable
 from flows.control import errors
 
 SECRET_DETAIL = "host=10.0.0.7 password=hunter2"
@@ -21,6 +21,7 @@ CASES = [
     (NotReady("still running"), 409, "not_ready"),
     (InvalidLink("altered"), 403, "invalid_link"),
     (Gone("expired"), 410, "link_expired"),
+    (FileGone("expired"), 410, "file_expired"),
     (errors.SourceError("the query was refused"), 500, "source_error"),
     (errors.StorageError("refused"), 500, "storage_error"),
 ]
