@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 
 from api.auth import mint_token, permissions
+from api.deps import CallerDep
 from flows.control.errors import ConfigError
 from tests.api.conftest import JWT_SECRET
 
@@ -225,3 +226,28 @@ def test_unreachable_key_set_is_503(create_app, api_settings, rt, keyset):
 def test_jwt_secret_setting_is_secret(api_settings):
     assert isinstance(api_settings.jwt_secret, SecretStr)
     assert JWT_SECRET not in repr(api_settings)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"permissions": ["tags:read", "products:read"]}, ["products:read", "tags:read"]),
+        ({"scope": "tags:read products:read"}, ["products:read", "tags:read"]),
+        ({}, []),
+    ],
+)
+def test_the_dependency_gives_the_caller(create_app, api_settings, rt, extra, expected):
+    from fastapi import APIRouter
+    from fastapi.testclient import TestClient
+
+    router = APIRouter()
+
+    @router.get("/whoami")
+    def whoami(caller: CallerDep) -> dict:
+        return {"user": caller.user_id, "permissions": sorted(caller.permissions)}
+
+    app = create_app(api_settings, rt=rt)
+    app.include_router(router)
+    with TestClient(app) as c:
+        resp = c.get("/whoami", headers={"Authorization": f"Bearer {hs256(claims(**extra))}"})
+    assert resp.json() == {"user": "alice", "permissions": expected}
