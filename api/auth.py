@@ -26,8 +26,8 @@ LEEWAY_SECONDS = 30
 
 
 def token_secret(settings: Settings) -> bytes | None:
-    """The HS256 key: EXPORTFLOW_JWT_SECRET, else (development only) one derived from the
-    secret key; None when tokens come from a key set only."""
+    """The HS256 key; None when tokens are verified by a key set alone."""
+    # EXPORTFLOW_JWT_SECRET, else, in development only, a key derived from the secret key.
     if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value().encode()
     if settings.env == "development":

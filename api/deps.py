@@ -19,8 +19,9 @@ from flows.orchestration.runtime import Runtime
 
 @dataclass
 class Services:
-    """What the app builds once at start-up and every request shares: the same runtime
-    (registry, job store, storage) the flows use, so both sides end jobs the same way."""
+    """What the app builds once at start-up and every request shares."""
+
+    # The flows' own Runtime (registry, job store, storage): both sides end jobs alike.
 
     settings: Settings
     verifier: TokenVerifier

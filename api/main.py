@@ -30,11 +30,11 @@ def build_runtime(settings: Settings) -> Runtime:
 
 
 def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> FastAPI:
-    """The app for `settings` (default: the environment's). Refuses an unsafe configuration
-    here, before anything listens: the default secret outside development, or no way to
-    verify tokens. The database, registry and storage are opened by the lifespan, unless
-    `rt` is given."""
+    """The app for `settings` (default: the environment's) and, in tests, a ready runtime."""
     settings = settings or get_settings()
+    # An unsafe configuration fails here, before anything listens: the default secret
+    # outside development, or no way to verify tokens. The database, registry and storage
+    # are opened by the lifespan, so importing this module needs no database.
     settings.secret(DOWNLOAD_PURPOSE)  # ConfigError for the default secret in production
     verifier = TokenVerifier(settings)
     runs = Orchestrator()  # the Prefect settings in force where the app is created

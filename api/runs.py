@@ -25,13 +25,13 @@ CANCEL_MESSAGE = "cancelled by request"
 
 
 class Orchestrator:
-    """The Prefect API the app was created under.
+    """The Prefect API the app was created under."""
 
-    Prefect's settings live in a context variable; request handlers run in tasks and
-    threads that do not inherit the context the app was created in, so it is captured
-    here and entered for every call. Without an API URL the client would start a
-    temporary server inside this process: the API never does that, it reports Prefect
-    as not configured instead."""
+    # Prefect's settings live in a context variable; request handlers run in tasks and
+    # threads that do not inherit the context the app was created in, so it is captured
+    # here and entered for every call. Without an API URL the client would start a
+    # temporary server inside this process: the API never does that, it reports Prefect
+    # as not configured instead.
 
     def __init__(self, context: SettingsContext | None = None) -> None:
         self.context = context or SettingsContext.get()
@@ -70,9 +70,8 @@ class Orchestrator:
             return None
 
     async def cancel_run(self, flow_run_id: uuid.UUID) -> bool:
-        """Cancel the run: True when it is now Cancelling (its flow's on_cancellation hook
-        ends the job); False when it never started, had ended or is unknown, so that the
-        caller ends the job itself."""
+        """Cancel the run; True when it is Cancelling and its flow's hook will end the job."""
+        # False (never started, already ended, unknown): the caller ends the job itself.
         try:
             with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
                 async with self.client() as client:

@@ -134,7 +134,8 @@ def _end_cancelled(services: Services, job: Job) -> None:
 
 
 def _expire(services: Services, job: Job) -> None:
-    """Delete a finished job's files, then mark it expired (the cleanup flow's order: a
-    failure in between leaves a completed job whose delete can be repeated)."""
+    """Delete a finished job's files, then mark it expired."""
+    # The cleanup flow's order: a failure in between leaves a completed job whose delete
+    # can simply be repeated.
     remove_job_files(services.rt, str(job.id))
     services.jobs.mark_expired(job.id)
