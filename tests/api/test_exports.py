@@ -9,6 +9,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import Running, Scheduled
 
+from flows.control.database import pg_connect
 from tests.api.conftest import completed_job, new_job, user_id
 
 DATA = b"id,name\r\n1,a\r\n2,b\r\n3,c\r\n"
@@ -120,6 +121,22 @@ def test_list_pages_newest_first_and_filters(client, rt, user):
     assert len(pending["items"]) == 4
     both = {"status": ["pending", "cancelled"], "limit": 10}
     assert len(client.get("/api/exports", params=both, headers=headers).json()["items"]) == 5
+
+
+def test_list_pages_through_equal_creation_times_exactly_once(client, rt, user):
+    uid, headers = user
+    jobs = [new_job(rt, uid) for _ in range(5)]
+    with pg_connect(rt.jobs.url) as conn:  # one transaction's now(): ties broken by id
+        conn.execute("UPDATE export_jobs SET created_at = now() WHERE user_id = %s", (uid,))
+    seen, cursor = [], None
+    for _ in range(5):
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/exports", params=params, headers=headers).json()
+        seen += [item["id"] for item in page["items"]]
+        if (cursor := page["nextCursor"]) is None:
+            break
+    assert sorted(seen) == sorted(str(j.id) for j in jobs)
+    assert seen == sorted(seen, reverse=True)
 
 
 @pytest.mark.parametrize(
