@@ -64,6 +64,15 @@ def settings(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def harness():
+    """Prefect's test server for the session (the flows' and the API's tests share it)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
 def registry(db_url: str) -> Registry:
     """The demo registry, checked against the test database."""
     return load_checked_registry(DEMO_DATASETS, db_url)

@@ -93,6 +93,33 @@ class JobStore:
             raise JobNotFound(f"no export job {job_id}; list your exports to find its id")
         return job
 
+    def list_owned(
+        self,
+        user_id: str,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None = None,
+        statuses: list[str] | None = None,
+        module: str | None = None,
+    ) -> list[Job]:
+        """The user's jobs, newest first (ties by id), from after the (created_at, id) of
+        the last one seen; optionally only these statuses and this module."""
+        where, params = ["user_id = %s"], [user_id]
+        if after is not None:
+            # A row-value comparison matches the ORDER BY, so pages neither skip nor repeat.
+            where.append("(created_at, id) < (%s, %s)")
+            params += [after[0], str(after[1])]
+        if statuses:
+            where.append("status = ANY(%s)")
+            params.append(list(statuses))
+        if module is not None:
+            where.append("module = %s")
+            params.append(module)
+        return self._all(
+            f"SELECT {_COLUMNS} FROM export_jobs WHERE {' AND '.join(where)}"
+            f" ORDER BY created_at DESC, id DESC LIMIT %s",
+            (*params, limit),
+        )
+
     def attach_run(
         self, job_id: uuid.UUID | str, attempt: int, flow_run_id: uuid.UUID | str
     ) -> Job | None:

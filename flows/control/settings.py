@@ -61,6 +61,20 @@ class Settings(BaseSettings):
     )
     public_api_url: str = "http://127.0.0.1:8000"
 
+    # The API: bearer tokens (HS256 with a shared secret, or RS256/ES256 from a key set).
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 key of bearer tokens; development falls back to secret_key."
+    )
+    jwks_url: str | None = Field(None, description="JSON Web Key Set URL for RS256/ES256 tokens.")
+    jwt_issuer: str | None = Field(None, description="Required `iss` of tokens, when set.")
+    jwt_audience: str | None = Field(None, description="Required `aud` of tokens, when set.")
+    link_ttl_seconds: int = Field(
+        900, ge=1, description="Lifetime of a download link the API hands out."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API."
+    )
+
     chunk_rows: int = Field(40_000, ge=1, description="Most rows per keyset chunk.")
     chunk_bytes: int = Field(
         16 * 2**20, ge=2**16, description="Arrow bytes per chunk, sized from the first chunk."

@@ -60,6 +60,13 @@ def verify_local(
     return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
+def attachment(filename: str) -> str:
+    """A Content-Disposition that saves the download as `filename` (RFC 6266: an ASCII
+    fallback and the UTF-8 name)."""
+    fallback = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 class Storage:
     """Files by key under one root: a local folder, or an S3 bucket and prefix.
 
@@ -237,12 +244,16 @@ class Storage:
         path = self.path(key)
         return self._call("opening the file for reading", lambda: self.fs.open(path, "rb"))
 
-    def sign(self, key: str, expires_in: int) -> str:
+    def sign(self, key: str, expires_in: int, filename: str | None = None) -> str:
         """A download link valid for `expires_in` seconds (local links: ConfigError when the
-        secret is the default outside development)."""
+        secret is the default outside development). `filename`: the name an S3 download is
+        saved under (the local download route names the file itself)."""
         path = self.path(key)
         if self.scheme == "s3":
-            sign = functools.partial(self.fs.sign, path, expiration=expires_in)
+            extra = {}
+            if filename:
+                extra["ResponseContentDisposition"] = attachment(filename)
+            sign = functools.partial(self.fs.sign, path, expiration=expires_in, **extra)
             return self._call("signing the download link", sign)
         expires = int(time.time()) + expires_in
         signature = sign_local(key, expires, self.settings.secret(DOWNLOAD_PURPOSE))

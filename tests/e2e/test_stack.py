@@ -9,7 +9,9 @@ import hashlib
 import socket
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
+import httpx
 import psutil
 import pytest
 from prefect.client.orchestration import get_client
@@ -27,8 +29,10 @@ from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
+from api.auth import mint_token
+from flows.control.settings import Settings
 from flows.orchestration.checkpoint import job_temp_prefix
-from flows.orchestration.submit import submit_job
+from flows.orchestration.submit import submit_and_attach, submit_job
 from tests.e2e.conftest import wait_for
 from tests.flows.helpers import new_job, reference, stored
 
@@ -118,6 +122,35 @@ def test_cancelling_a_run_cancels_the_job_and_removes_its_files(stack):
     assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
     assert rt.storage.list(job_temp_prefix(str(job.id))) == []
     assert rt.storage.list(f"exports/{job.id}/") == []
+
+
+def test_api_reports_a_background_export_and_serves_its_file(stack):
+    api = f"http://127.0.0.1:{stack.api_port}"
+    ready = httpx.get(f"{api}/readyz", timeout=10)
+    assert ready.status_code == 200, ready.text
+    # `up` runs in development: its tokens are signed with the key derived from the default.
+    token = mint_token(Settings(_env_file=None, env="development"), "user-1", ["products:read"])
+    headers = {"Authorization": f"Bearer {token}"}
+    job = new_job(stack.rt)
+    submit_and_attach(stack.rt.jobs, job)
+    rank = {"pending": 0, "processing": 1, "completed": 2}
+    seen: list[str] = []
+
+    def completed():
+        body = httpx.get(f"{api}/api/exports/{job.id}", headers=headers, timeout=10).json()
+        seen.append(body["status"])
+        return body["status"] == "completed" and body
+
+    body = wait_for(f"the API to report job {job.id} completed", completed, 120, every=0.2)
+    assert [rank[s] for s in seen] == sorted(rank[s] for s in seen), seen
+    assert body["progress"] == 1.0 and body["processedRows"] == 2000
+    link = httpx.get(f"{api}/api/exports/{job.id}/download", headers=headers, timeout=10)
+    assert link.status_code == 302
+    location = urlsplit(link.headers["location"])
+    got = httpx.get(f"{api}{location.path}?{location.query}", timeout=30)
+    assert got.status_code == 200
+    assert got.content == stored(stack.rt, stack.rt.jobs.get(job.id).file_key)
+    assert got.headers["etag"] == f'"{body["sha256"]}"'
 
 
 def test_cleanup_cron_schedules_runs_and_the_server_logs_no_error(stack):

@@ -5,18 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.control import settings as settings_module
 from flows.orchestration import export_flow as export_module
 from flows.orchestration import runtime as runtime_module
 from tests.flows.helpers import CHUNK_ROWS
-
-
-@pytest.fixture(scope="session")
-def harness():
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
 
 
 def _fresh_runtime() -> None:

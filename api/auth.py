@@ -1,0 +1,139 @@
+"""Bearer JWTs: HS256 with a shared secret, or RS256/ES256 keys from a JWKS URL.
+
+`sub` is the user; permissions come from a `permissions` list claim or an OAuth2 `scope`
+string ("tags:read products:read"); `exp` is required. Every failure is a 401
+`invalid_token` whose message says what was wrong, never which key was tried.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import jwt
+
+from api.errors import AuthUnavailable, Unauthorized
+from flows.control.errors import ConfigError
+from flows.control.settings import Settings
+from flows.datapath.request import Caller
+
+# Development tokens are signed with a key derived for this purpose alone, so a token key
+# never verifies a download link and the other way round.
+TOKEN_PURPOSE = "token"
+SHARED = ("HS256",)
+PUBLIC = ("RS256", "ES256")
+LEEWAY_SECONDS = 30
+
+
+def token_secret(settings: Settings) -> bytes | None:
+    """The HS256 key; None when tokens are verified by a key set alone."""
+    # EXPORTFLOW_JWT_SECRET, else, in development only, a key derived from the secret key.
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value().encode()
+    if settings.env == "development":
+        return settings.secret(TOKEN_PURPOSE)
+    if settings.jwks_url:
+        return None
+    raise ConfigError(
+        "the API needs EXPORTFLOW_JWT_SECRET (HS256) or EXPORTFLOW_JWKS_URL (RS256/ES256)"
+        " to verify bearer tokens, or EXPORTFLOW_ENV=development"
+    )
+
+
+class TokenVerifier:
+    """Checks bearer tokens against the configured keys and gives the Caller."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.secret = token_secret(settings)
+        # PyJWKClient caches the key set and refetches when a token names an unknown kid.
+        self.jwks = (
+            jwt.PyJWKClient(settings.jwks_url, cache_keys=True, timeout=5)
+            if settings.jwks_url
+            else None
+        )
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+
+    def caller(self, authorization: str | None) -> Caller:
+        """The Caller an `Authorization: Bearer <jwt>` header names; Unauthorized if none."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send `Authorization: Bearer <token>`")
+        claims = self.claims(token.strip())
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise Unauthorized("the token has no `sub` (user) claim")
+        return Caller(sub, frozenset(permissions(claims)))
+
+    def claims(self, token: str) -> dict:
+        """The verified claims of `token`."""
+        try:
+            alg = jwt.get_unverified_header(token).get("alg")
+        except jwt.InvalidTokenError:
+            raise Unauthorized("the token is not a JWT") from None
+        key, algorithms = self._key(token, alg)
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired; get a new one") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"the token has no `{exc.claim}` claim") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"the token is not valid ({_reason(exc)})") from None
+
+    def _key(self, token: str, alg: object):
+        # The algorithm is fixed by which key verifies it, never taken from the token alone:
+        # `none`, or HS256 signed with a public key, cannot pass.
+        if alg in SHARED and self.secret is not None:
+            return self.secret, list(SHARED)
+        if alg in PUBLIC and self.jwks is not None:
+            try:
+                return self.jwks.get_signing_key_from_jwt(token), list(PUBLIC)
+            except jwt.PyJWKClientConnectionError:
+                raise AuthUnavailable("the token key set could not be fetched") from None
+            except (jwt.PyJWKClientError, jwt.InvalidTokenError):
+                raise Unauthorized("the token is not signed by a known key") from None
+        raise Unauthorized(f"tokens signed with {alg!r} are not accepted")
+
+
+def permissions(claims: dict) -> list[str]:
+    """Permissions from a `permissions` list, else from an OAuth2 `scope` string."""
+    listed = claims.get("permissions")
+    if isinstance(listed, list):
+        return [p for p in listed if isinstance(p, str)]
+    scope = claims.get("scope")
+    return scope.split() if isinstance(scope, str) else []
+
+
+def _reason(exc: jwt.InvalidTokenError) -> str:
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "bad signature"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "wrong audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "wrong issuer"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "not valid yet"
+    return "malformed"
+
+
+def mint_token(settings: Settings, user: str, permissions: Iterable[str], ttl: int = 3600) -> str:
+    """An HS256 token for `user` that this API accepts (development, tests, the CLI)."""
+    secret = token_secret(settings)
+    if secret is None:
+        raise ConfigError("tokens can only be minted with EXPORTFLOW_JWT_SECRET set")
+    now = int(time.time())
+    claims: dict = {"sub": user, "permissions": list(permissions), "iat": now, "exp": now + ttl}
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    return jwt.encode(claims, secret, algorithm="HS256")

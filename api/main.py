@@ -1,0 +1,69 @@
+"""The FastAPI app: `create_app(settings)`, and `app` for `uvicorn api.main:app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api import errors
+from api.auth import TokenVerifier
+from api.deps import Services
+from api.routes import downloads, exports, health
+from api.runs import Orchestrator
+from flows.control.database import database_url
+from flows.control.jobs import JobStore
+from flows.control.registry import load_checked_registry
+from flows.control.settings import Settings, get_settings
+from flows.control.storage import DOWNLOAD_PURPOSE, Storage
+from flows.orchestration.runtime import Runtime
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """The registry, job store and storage the settings name (blocking: run at start-up)."""
+    url = database_url(settings)
+    registry = load_checked_registry(settings.datasets, settings.read_database_url or url)
+    return Runtime(settings, url, registry, Storage.from_settings(settings), JobStore(url))
+
+
+def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> FastAPI:
+    """The app for `settings` (default: the environment's) and, in tests, a ready runtime."""
+    settings = settings or get_settings()
+    # An unsafe configuration fails here, before anything listens: the default secret
+    # outside development, or no way to verify tokens. The database, registry and storage
+    # are opened by the lifespan, so importing this module needs no database.
+    settings.secret(DOWNLOAD_PURPOSE)  # ConfigError for the default secret in production
+    verifier = TokenVerifier(settings)
+    runs = Orchestrator()  # the Prefect settings in force where the app is created
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = rt or await to_thread.run_sync(build_runtime, settings)
+        app.state.services = Services(settings, verifier, runtime, runs)
+        yield
+
+    app = FastAPI(
+        title="exportflow",
+        summary="Export database tables to CSV and XLSX.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            # A browser script may read the saved file's name only when it is exposed.
+            expose_headers=["Content-Disposition", "Location", "Retry-After"],
+        )
+    errors.install(app)
+    for module in (health, exports, downloads):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,52 @@
+"""Local download links: `/downloads/{key}?expires=&signature=`; the signature is the authority."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+
+from api.deps import ServicesDep
+from api.errors import FileGone
+from api.files import FILE_GONE, check_downloadable, check_link, friendly_name, job_id_of
+from api.schemas import ErrorBody
+
+router = APIRouter(tags=["downloads"])
+
+
+@router.head("/downloads/{key:path}", include_in_schema=False)
+@router.get(
+    "/downloads/{key:path}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The file"},
+        206: {"description": "The requested byte ranges"},
+        403: {"model": ErrorBody, "description": "Altered or forged link"},
+        410: {"model": ErrorBody, "description": "Expired link or file"},
+    },
+)
+def download_file(
+    key: str,
+    services: ServicesDep,
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query()],
+) -> FileResponse:
+    """The file behind a signed link, with Range, If-Range and HEAD (Starlette's FileResponse)."""
+    storage = services.storage
+    check_link(storage, key, expires, signature)
+    job_id = job_id_of(key)
+    job = services.jobs.get(job_id) if job_id is not None else None
+    if job is None or job.file_key != key or storage.scheme != "file":
+        raise FileGone(FILE_GONE.format(id=job_id))
+    check_downloadable(job)
+    path = Path(storage.path(key))
+    if not path.is_file():
+        raise FileGone(FILE_GONE.format(id=job_id))
+    return FileResponse(
+        path,
+        filename=friendly_name(job),
+        # A strong validator from the content, so If-Range resumes only the same bytes.
+        headers={"ETag": f'"{job.sha256}"'} if job.sha256 else None,
+    )

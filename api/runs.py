@@ -1,0 +1,99 @@
+"""Flow runs through the Prefect client: read a run's state, cancel a job's run, health."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import State
+from prefect.context import SettingsContext
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelled, Cancelling
+
+from api.errors import PrefectUnavailable
+
+log = logging.getLogger("api")
+
+# A poll must answer quickly even when Prefect is down: the row's status is then reported.
+READ_TIMEOUT_SECONDS = 3.0
+WRITE_TIMEOUT_SECONDS = 10.0
+CANCEL_MESSAGE = "cancelled by request"
+
+
+class Orchestrator:
+    """The Prefect API the app was created under."""
+
+    # Prefect's settings live in a context variable; request handlers run in tasks and
+    # threads that do not inherit the context the app was created in, so it is captured
+    # here and entered for every call. Without an API URL the client would start a
+    # temporary server inside this process: the API never does that, it reports Prefect
+    # as not configured instead.
+
+    def __init__(self, context: SettingsContext | None = None) -> None:
+        self.context = context or SettingsContext.get()
+
+    @property
+    def url(self) -> str | None:
+        """The Prefect API URL, None when none is configured."""
+        return self.context.settings.api.url
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[PrefectClient]:
+        """A client for the captured settings."""
+        if not self.url:
+            raise PrefectUnavailable("no Prefect API is configured", detail="PREFECT_API_URL")
+        with SettingsContext(profile=self.context.profile, settings=self.context.settings):
+            async with get_client() as client:
+                yield client
+
+    async def healthcheck(self) -> None:
+        """Raises when the Prefect API does not answer its health check."""
+        async with self.client() as client:
+            failure = await client.api_healthcheck()
+        if failure is not None:
+            raise failure
+
+    async def read_state(self, flow_run_id: uuid.UUID) -> State | None:
+        """The run's state; None when Prefect does not know the run or cannot be reached."""
+        try:
+            with anyio.fail_after(READ_TIMEOUT_SECONDS):
+                async with self.client() as client:
+                    return (await client.read_flow_run(flow_run_id)).state
+        except ObjectNotFound:
+            return None
+        except Exception as exc:  # a status poll never fails for Prefect's sake
+            log.warning("could not read flow run %s: %r", flow_run_id, exc)
+            return None
+
+    async def cancel_run(self, flow_run_id: uuid.UUID) -> bool:
+        """Cancel the run; True when it is Cancelling and its flow's hook will end the job."""
+        # False (never started, already ended, unknown): the caller ends the job itself.
+        try:
+            with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
+                async with self.client() as client:
+                    return await _cancel(client, flow_run_id)
+        except Exception as exc:
+            raise PrefectUnavailable(
+                "the run could not be cancelled", detail=f"flow run {flow_run_id}: {exc!r}"
+            ) from exc
+
+
+async def _cancel(client: PrefectClient, flow_run_id: uuid.UUID) -> bool:
+    try:
+        state = (await client.read_flow_run(flow_run_id)).state
+    except ObjectNotFound:
+        return False
+    if state is None or state.is_final():
+        return False
+    if state.is_scheduled():
+        # No process yet, so no hook would run: the run ends here. (A run left Cancelled
+        # with its job active is ended by the reconciler.)
+        cancelled = Cancelled(message=CANCEL_MESSAGE)
+        await client.set_flow_run_state(flow_run_id, cancelled, force=True)
+        return False
+    await client.set_flow_run_state(flow_run_id, Cancelling(message=CANCEL_MESSAGE), force=True)
+    return True
