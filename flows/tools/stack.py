@@ -92,6 +92,8 @@ def child_env(settings: Settings, database_url: str, data_dir: Path) -> dict[str
         PREFECT_WORKER_QUERY_SECONDS="1",
         PYTHONUNBUFFERED="1",
     )
+    # Local download links point at the API this stack runs, unless set explicitly.
+    env.setdefault("EXPORTFLOW_PUBLIC_API_URL", api_url(settings))
     return env
 
 
