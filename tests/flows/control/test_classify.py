@@ -57,7 +57,7 @@ def test_a_sqlstate_named_sql_state_is_read_too():
             SourceError,
             "the database could not compute a value of this export (a data error)",
         ),
-        ("25006", SourceError, "the export's connection is read-only and the query tried to write"),
+        ("25006", SourceError, "the connection is read-only and the statement tried to write"),
         ("42501", SourceError, "the database refused the export permission to read this table"),
         ("42601", SourceError, "the database refused the export's query"),
         ("08001", SourceUnavailable, "the database could not be reached"),
