@@ -7,6 +7,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -235,3 +236,12 @@ def ended_run(job, state):
 def set_row(rt, job_id, sql: str, *params) -> None:
     """Change a job row behind the job store's back (what a crash or a clock leaves)."""
     rt.jobs._one(f"UPDATE export_jobs SET {sql} WHERE id = %s RETURNING *", (*params, str(job_id)))
+
+
+def dataset_file(db_url: str, folder: Path, sql: str, yaml_text: str) -> Path:
+    """Run `sql` (tables for a test) and write a dataset file declaring their modules."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute(sql)
+    path = folder / "datasets.yaml"
+    path.write_text(yaml_text)
+    return path

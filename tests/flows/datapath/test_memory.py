@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from flows.control.registry import load_checked_registry
@@ -16,7 +15,7 @@ from flows.control.settings import Settings
 from flows.datapath.keyset import ChunkSizing
 from flows.datapath.request import ExportRequest, plan_export
 from flows.datapath.source import read_chunks
-from tests.flows.helpers import limits
+from tests.flows.helpers import dataset_file, limits
 
 MiB = 2**20
 CELL = 50_000_000  # bytes of the huge cell
@@ -42,11 +41,7 @@ modules:
 
 @pytest.fixture(scope="module")
 def datasets(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with psycopg.connect(db_url) as conn:
-        conn.execute(SQL)
-    path = tmp_path_factory.mktemp("memory") / "datasets.yaml"
-    path.write_text(YAML)
-    return path
+    return dataset_file(db_url, tmp_path_factory.mktemp("memory"), SQL, YAML)
 
 
 def test_wide_rows_make_chunks_of_bytes_not_of_rows(db_url, datasets):

@@ -18,7 +18,7 @@ from flows.datapath.request import ExportRequest, Filter, plan_export
 from flows.datapath.source import Source, range_query
 from tests.flows.control.test_database import terminate_when_waiting
 from tests.flows.datapath.test_csv_roundtrip import parse
-from tests.flows.helpers import chunk_list, limits
+from tests.flows.helpers import chunk_list, dataset_file, limits
 
 EDGE_YAML = """
 modules:
@@ -48,10 +48,7 @@ INSERT INTO edge VALUES
 @pytest.fixture(scope="module")
 def edge(db_url: str, tmp_path_factory: pytest.TempPathFactory):
     """A table with a text key and the types ADBC returns opaquely or oddly."""
-    with psycopg.connect(db_url) as conn:
-        conn.execute(EDGE_SQL)
-    path = tmp_path_factory.mktemp("edge") / "datasets.yaml"
-    path.write_text(EDGE_YAML)
+    path = dataset_file(db_url, tmp_path_factory.mktemp("edge"), EDGE_SQL, EDGE_YAML)
     return load_checked_registry(path, db_url)
 
 

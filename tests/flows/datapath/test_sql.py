@@ -11,7 +11,7 @@ from flows.control.registry import ColumnType, Dataset, Registry, load_checked_r
 from flows.datapath.request import ExportRequest, plan_export
 from flows.datapath.source import Source
 from flows.datapath.sql import XLSX_CUT_CHARS, count_query
-from tests.flows.helpers import limits
+from tests.flows.helpers import dataset_file, limits
 
 SQL = """
 DROP TABLE IF EXISTS sqlcut; DROP DOMAIN IF EXISTS sqlcut_qty;
@@ -24,10 +24,7 @@ YAML = "modules:\n  cut: {table: sqlcut, key: id, permission: p, columns: {id: n
 
 @pytest.fixture(scope="module")
 def cut_registry(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    with psycopg.connect(db_url) as conn:
-        conn.execute(SQL)
-    path = tmp_path_factory.mktemp("sqlcut") / "datasets.yaml"
-    path.write_text(YAML)
+    path = dataset_file(db_url, tmp_path_factory.mktemp("sqlcut"), SQL, YAML)
     yield load_checked_registry(path, db_url)
     with psycopg.connect(db_url) as conn:
         conn.execute("DROP TABLE sqlcut; DROP DOMAIN sqlcut_qty")

@@ -25,7 +25,7 @@ from flows.datapath.request import ExportRequest, plan_export
 from flows.datapath.writers.csv import CsvWriter
 from flows.datapath.writers.xlsx import XlsxWriter
 from flows.datapath.writers.xlsx_text import MAX_CELL_CHARS, TRUNCATED_MARK, fix_text
-from tests.flows.helpers import TRIGGERS, limits
+from tests.flows.helpers import TRIGGERS, dataset_file, limits
 
 TYPES_SQL = """
 CREATE EXTENSION IF NOT EXISTS citext;
@@ -58,12 +58,11 @@ modules:
 
 @pytest.fixture(scope="module")
 def reg(db_url: str, tmp_path_factory: pytest.TempPathFactory):
-    with psycopg.connect(db_url) as conn:
-        conn.execute(TYPES_SQL)
     cols = ", ".join(f"{c}: null" for c in ["id", *FREE_TEXT, *NUMBERS, "stamp"])
-    path = tmp_path_factory.mktemp("writers") / "datasets.yaml"
-    path.write_text(YAML % {"cols": cols})
-    return load_checked_registry(path, db_url)
+    folder = tmp_path_factory.mktemp("writers")
+    return load_checked_registry(
+        dataset_file(db_url, folder, TYPES_SQL, YAML % {"cols": cols}), db_url
+    )
 
 
 def true_text(db_url: str) -> list[dict]:
