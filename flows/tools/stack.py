@@ -205,9 +205,9 @@ def check_port_free(name: str, host: str, port: int) -> None:
 def _embedded_running(data_dir: Path) -> bool:
     from flows.control.database import pgserver
 
-    PostmasterInfo = pgserver().postgres_server.PostmasterInfo  # noqa: N806
+    postmaster_info = pgserver().postgres_server.PostmasterInfo
     pgdata = data_dir / "pg"
-    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    info = postmaster_info.read_from_pgdata(pgdata) if pgdata.exists() else None
     return info is not None and info.is_running()
 
 
