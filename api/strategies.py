@@ -27,6 +27,7 @@ from flows.orchestration.submit import submit_and_attach
 log = logging.getLogger("api")
 
 END = object()  # the producer is done: every chunk is in the queue
+GONE = "the client disconnected before the file was sent"
 QUEUE_CHUNKS = 8  # chunks written ahead of the client; the engine waits beyond this
 
 
@@ -50,15 +51,23 @@ def _run(services: Services, plan: ExportPlan, job: Job, sink) -> ExportResult:
     jobs.claim(job.id, job.attempt, None)
     try:
         result = export(services.rt.source_url, plan, sink, services.settings)
-    except ExportflowError as exc:
-        jobs.finish(job.id, "failed", exc.code, exc.message, job.attempt)
-        raise
     except BaseException as exc:
-        jobs.finish(job.id, "failed", "internal", f"the export stopped: {type(exc).__name__}")
+        code, message = _failure(exc, sink)
+        jobs.finish(job.id, "failed", code, message, job.attempt)
         raise
     file = (None, result.bytes, result.sha256)  # nothing is stored: no key, no expiry
     jobs.complete(job.id, job.attempt, result.rows, file, None)
     return result
+
+
+def _failure(exc: BaseException, sink) -> tuple[str, str]:
+    """The code and message a failed export leaves on its row."""
+    # The writer may wrap the sink's Stopped in its own error: the stop is what happened.
+    if isinstance(sink, Pipe) and sink.stopped.is_set():
+        return Stopped.code, GONE
+    if isinstance(exc, ExportflowError):
+        return exc.code, exc.message
+    return "internal", f"the export stopped: {type(exc).__name__}"
 
 
 def run_direct(services: Services, plan: ExportPlan, job: Job) -> bytes:
@@ -95,7 +104,7 @@ class Pipe:
                 return
             except queue.Full:
                 continue
-        raise Stopped("the client disconnected before the file was sent")
+        raise Stopped(GONE)
 
     def get(self) -> object:
         """The next chunk, END or the producer's error; END once stopped."""
@@ -112,9 +121,9 @@ def _produce(services: Services, plan: ExportPlan, job: Job, pipe: Pipe) -> None
     try:
         _run(services, plan, job, pipe)
         pipe.put(END)
-    except Stopped:
-        pass  # _run recorded it on the row
     except BaseException as exc:
+        if pipe.stopped.is_set():
+            return  # the client left; _run recorded it on the row
         log.warning("streamed export %s failed: %r", job.id, exc)
         with contextlib.suppress(Stopped):  # nobody is left to tell
             pipe.put(exc)

@@ -5,6 +5,7 @@ rows direct, up to 100 streamed, the rest in the background."""
 from __future__ import annotations
 
 import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -236,3 +237,21 @@ def test_idempotency_key_returns_the_same_job(client, headers, user, api_setting
     )
     assert other.json()["jobId"] != one.json()["jobId"]
     assert len(rows_of(api_settings.database_url, user)) == 2
+
+
+def test_a_client_leaving_mid_stream_stops_the_reads(create_app, api_settings, rt, token, user):
+    # Ten-row chunks over 2,000 rows: far more than the queue holds ahead of the client.
+    settings = api_settings.model_copy(
+        update={"stream_max_rows": 5000, "chunk_rows": 10, "first_chunk_rows": 10}
+    )
+    auth = {"Authorization": f"Bearer {token(user, *PERMS)}"}
+    with LoopbackServer(create_app(settings, rt=rt)) as server, httpx.Client(timeout=30) as c:
+        with c.stream("POST", f"{server.url}/api/products/export", json=ALL, headers=auth) as r:
+            assert r.status_code == 200
+            next(r.iter_raw())
+        deadline = time.monotonic() + 20
+        while rows_of(api_settings.database_url, user)[0][1] != "failed":
+            assert time.monotonic() < deadline, rows_of(api_settings.database_url, user)
+            time.sleep(0.1)
+    row = rows_of(api_settings.database_url, user)[0]
+    assert (row[0], row[6]) == ("stream", "client_disconnected")
