@@ -255,3 +255,17 @@ def test_a_client_leaving_mid_stream_stops_the_reads(create_app, api_settings, r
             time.sleep(0.1)
     row = rows_of(api_settings.database_url, user)[0]
     assert (row[0], row[6]) == ("stream", "client_disconnected")
+
+
+def test_a_key_older_than_a_day_starts_a_new_export(
+    client, headers, user, api_settings, deployment
+):
+    keyed = {**headers, "Idempotency-Key": "daily"}
+    one = client.post("/api/products/export", json=first(5), headers=keyed).json()
+    with psycopg.connect(api_settings.database_url) as conn:
+        conn.execute(
+            "UPDATE export_jobs SET created_at = now() - interval '25 hours' WHERE id = %s",
+            (one["jobId"],),
+        )
+    two = client.post("/api/products/export", json=first(5), headers=keyed)
+    assert two.status_code == 202 and two.json()["jobId"] != one["jobId"]
