@@ -77,6 +77,7 @@ STATUS: list[tuple[type[errors.ExportflowError], int]] = [
     (errors.JobNotFound, 404),
     (NotReady, 409),
     (Gone, 410),
+    (errors.LimitExceeded, 429),
     (errors.ConfigError, 500),
     (errors.SourceUnavailable, 503),
     (errors.StorageUnavailable, 503),
@@ -121,6 +122,10 @@ async def exportflow_error(request: Request, exc: errors.ExportflowError) -> JSO
     headers = None
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    if isinstance(exc, errors.LimitExceeded):
+        headers = {"Retry-After": str(exc.retry_after)}
+        details = {"retryAfter": exc.retry_after}
+        return error_response(status, exc.code, exc.message, details, headers)
     part = next((name for cls, name in PARTS.items() if isinstance(exc, cls)), None)
     if part is not None:
         headers = {"Retry-After": "5"}

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import errors
 from api.auth import TokenVerifier
 from api.deps import Services
-from api.routes import downloads, exports, health
+from api.routes import downloads, exports, health, submit
 from api.runs import Orchestrator
 from flows.control.database import database_url
 from flows.control.jobs import JobStore
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
             expose_headers=["Content-Disposition", "Location", "Retry-After"],
         )
     errors.install(app)
-    for module in (health, exports, downloads):
+    for module in (health, exports, submit, downloads):
         app.include_router(module.router)
     return app
 

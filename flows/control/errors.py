@@ -110,6 +110,28 @@ class PermissionDenied(ExportflowError):
     code = "permission_denied"
 
 
+class LimitExceeded(ExportflowError):
+    """The caller has started too many exports; `retry_after` seconds until one is allowed."""
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+class RateLimited(LimitExceeded):
+    """More exports in the last hour than the hourly limit allows."""
+
+    code = "rate_limited"
+
+
+class TooManyActive(LimitExceeded):
+    """As many background exports pending or processing as allowed at once."""
+
+    code = "too_many_active"
+
+
 class JobNotFound(ExportflowError):
     """No export job with that id belongs to the caller."""
 

@@ -48,6 +48,7 @@ class Job:
     finished_at: datetime | None
     expires_at: datetime | None
     attempt: int
+    idempotency_key: str | None = None  # the client's Idempotency-Key, when it sent one
 
 
 _COLUMNS = ", ".join(f.name for f in fields(Job))

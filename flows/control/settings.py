@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     read_connections: int = Field(2, ge=1, le=8, description="Connections reading chunks ahead.")
     direct_max_rows: int = Field(10_000, ge=0, description="Up to this many rows: direct response.")
     stream_max_rows: int = Field(100_000, ge=0, description="Up to this many rows: streamed.")
+    rate_limit_per_hour: int = Field(10, ge=1, description="Exports per user per hour.")
+    max_active_background: int = Field(
+        3, ge=1, description="Background exports a user may have pending or processing."
+    )
     link_expiry_seconds: int = Field(24 * 3600, ge=1)
     max_selected_ids: int = Field(10_000, ge=1)
     max_filters: int = Field(20, ge=0, description="Filters in one request.")

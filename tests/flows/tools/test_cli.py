@@ -97,7 +97,7 @@ def test_seed_and_migrate_are_idempotent(server_url):
         first, second = exportflow(env, "migrate"), exportflow(env, "migrate")
         assert (first.returncode, first.stdout) == (
             0,
-            "applied 0001_export_jobs, 0002_attempts\n",
+            "applied 0001_export_jobs, 0002_attempts, 0003_idempotency\n",
         ), first.stderr
         assert (second.returncode, second.stdout) == (0, "the schema is up to date\n")
         for _ in range(2):

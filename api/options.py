@@ -1,0 +1,70 @@
+"""The export request the front end posts (its ExportOptions), and its translation into
+the engine's ExportRequest."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from flows.control.errors import InvalidRequest
+from flows.datapath.request import Delimiter, ExportRequest, FilterSpec, Format, parse_request
+
+
+class Strict(BaseModel):
+    """camelCase on the wire; an unknown field is a 422 naming its path."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class DateRange(Strict):
+    """Bounds on the module's date column: `from` inclusive, `to` exclusive (a date: its day)."""
+
+    start: str | None = Field(None, alias="from")
+    end: str | None = Field(None, alias="to")
+
+
+class CsvOptions(Strict):
+    """How a CSV file is written."""
+
+    delimiter: Delimiter = ","
+    bom: bool = False
+    gzip: bool = False
+    header: bool = True
+
+
+class ExportOptions(Strict):
+    """POST /api/{module}/export: what to export and how to deliver it."""
+
+    scope: Literal["all", "selected"] = "all"
+    format: Format = "csv"
+    selected_ids: list[str | int] | None = None
+    selected_columns: list[str] | None = None
+    date_range: DateRange | None = None
+    filters: list[FilterSpec] = []
+    timezone: str = "UTC"
+    csv: CsvOptions | None = None
+    mode: Literal["auto", "background"] = Field(
+        "auto", description="auto: by row count; background: always a job to poll."
+    )
+
+
+def to_request(module: str, opts: ExportOptions) -> ExportRequest:
+    """The engine's request for `opts` on `module` (an InvalidRequest when inconsistent)."""
+    if opts.scope == "selected" and not opts.selected_ids:
+        raise InvalidRequest("scope 'selected' needs selectedIds; select rows or use scope 'all'")
+    data = {
+        "module": module,
+        "format": opts.format,
+        "columns": opts.selected_columns,
+        # scope 'all' exports every row: ids a client still holds from its table are ignored.
+        "ids": opts.selected_ids if opts.scope == "selected" else None,
+        "filters": [f.model_dump() for f in opts.filters],
+        "timezone": opts.timezone,
+    }
+    if opts.date_range is not None:
+        data |= {"from": opts.date_range.start, "to": opts.date_range.end}
+    if opts.csv is not None:
+        data |= opts.csv.model_dump()
+    return parse_request({k: v for k, v in data.items() if v is not None})

@@ -1,0 +1,162 @@
+"""The three ways an export is delivered: direct (one response), stream, background.
+
+Direct and stream run in the API process, but leave their row in export_jobs like a
+background job: claimed when the rows start, completed with rows, bytes and sha256 (no
+file is kept) or failed with the error's code."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from anyio import to_thread
+
+from api.deps import Services
+from flows.control.errors import ExportflowError
+from flows.control.jobs import Job
+from flows.datapath.engine import ExportResult, export
+from flows.datapath.request import ExportPlan
+from flows.datapath.writers import file_extension
+from flows.orchestration.submit import submit_and_attach
+
+log = logging.getLogger("api")
+
+END = object()  # the producer is done: every chunk is in the queue
+GONE = "the client disconnected before the file was sent"
+QUEUE_CHUNKS = 8  # chunks written ahead of the client; the engine waits beyond this
+
+
+def choose(total: int, background: bool, services: Services) -> str:
+    """The strategy for `total` rows (background when asked for or past the stream limit)."""
+    settings = services.settings
+    if background or total > settings.stream_max_rows:
+        return "background"
+    return "direct" if total <= settings.direct_max_rows else "stream"
+
+
+def attachment_name(module: str, plan: ExportPlan) -> str:
+    """`<module>-export-<UTC yyyymmddTHHMMSSZ>.<ext>`, stamped now."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{module}-export-{stamp}.{file_extension(plan.request)}"
+
+
+def _run(services: Services, plan: ExportPlan, job: Job, sink) -> ExportResult:
+    """Export into `sink` and record the outcome on the job row."""
+    jobs = services.jobs
+    jobs.claim(job.id, job.attempt, None)
+    try:
+        result = export(services.rt.source_url, plan, sink, services.settings)
+    except BaseException as exc:
+        code, message = _failure(exc, sink)
+        jobs.finish(job.id, "failed", code, message, job.attempt)
+        raise
+    file = (None, result.bytes, result.sha256)  # nothing is stored: no key, no expiry
+    jobs.complete(job.id, job.attempt, result.rows, file, None)
+    return result
+
+
+def _failure(exc: BaseException, sink) -> tuple[str, str]:
+    """The code and message a failed export leaves on its row."""
+    # The writer may wrap the sink's Stopped in its own error: the stop is what happened.
+    if isinstance(sink, Pipe) and sink.stopped.is_set():
+        return Stopped.code, GONE
+    if isinstance(exc, ExportflowError):
+        return exc.code, exc.message
+    return "internal", f"the export stopped: {type(exc).__name__}"
+
+
+def run_direct(services: Services, plan: ExportPlan, job: Job) -> bytes:
+    """The whole file in memory (the row count bounds its size)."""
+    buf = io.BytesIO()
+    _run(services, plan, job, buf)
+    return buf.getvalue()
+
+
+class Stopped(ExportflowError):
+    """The client went away: the engine stops at its next write."""
+
+    code = "client_disconnected"
+
+
+class Pipe:
+    """A bounded queue from the engine's thread to the response; either side may stop it."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue(QUEUE_CHUNKS)
+        self.stopped = threading.Event()
+
+    def write(self, data: bytes) -> int:
+        """Called by the engine: waits for room, or raises Stopped once the client left."""
+        if data:
+            self.put(bytes(data))
+        return len(data)
+
+    def put(self, item: object) -> None:
+        """Queue `item`, checking for a stop while the queue is full."""
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise Stopped(GONE)
+
+    def get(self) -> object:
+        """The next chunk, END or the producer's error; END once stopped."""
+        while not self.stopped.is_set():
+            try:
+                return self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return END
+
+
+def _produce(services: Services, plan: ExportPlan, job: Job, pipe: Pipe) -> None:
+    """The worker thread: the engine writes into the pipe; the outcome goes on the row."""
+    try:
+        _run(services, plan, job, pipe)
+        pipe.put(END)
+    except BaseException as exc:
+        if pipe.stopped.is_set():
+            return  # the client left; _run recorded it on the row
+        log.warning("streamed export %s failed: %r", job.id, exc)
+        with contextlib.suppress(Stopped):  # nobody is left to tell
+            pipe.put(exc)
+
+
+async def stream_body(services: Services, plan: ExportPlan, job: Job) -> AsyncIterator[bytes]:
+    """The file's bytes as the engine writes them; closing early stops the database reads."""
+    pipe = Pipe()
+    worker = threading.Thread(
+        target=_produce, args=(services, plan, job, pipe), name=f"stream-{job.id}", daemon=True
+    )
+    worker.start()
+    try:
+        while True:
+            item = await to_thread.run_sync(pipe.get, abandon_on_cancel=True)
+            if item is END:
+                return
+            if isinstance(item, BaseException):
+                # The headers are out: failing here cuts the connection, so the client
+                # sees a broken transfer rather than a short file that looks complete.
+                raise RuntimeError(f"export {job.id} failed while streaming") from item
+            yield item
+    finally:
+        # A client that disconnects (or any early close) lands here: the engine's next
+        # write raises Stopped, which closes its reads and marks the row failed.
+        pipe.stopped.set()
+
+
+def submit(services: Services, job: Job, total: int) -> None:
+    """Record the count and hand the job to Prefect; a failed hand-over is left to the
+    reconciler, which submits background jobs without a run after a grace period."""
+    services.jobs.set_total(job.id, job.attempt, total)
+    try:
+        submit_and_attach(services.jobs, job)
+    except Exception as exc:
+        log.warning("export %s not submitted yet (the reconciler will): %r", job.id, exc)
