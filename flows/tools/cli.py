@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=["url", "stop"], nargs="?", default="url")
     d.set_defaults(func=commands.cmd_db)
 
+    k = sub.add_parser("token", help="mint a bearer token the API accepts (development, scripts)")
+    k.add_argument("--user", required=True, help="the token's subject (`sub`)")
+    k.add_argument("--perm", action="append", default=[], help="a permission (repeatable)")
+    k.add_argument("--ttl", default="1h", help="lifetime: seconds, or with s/m/h/d (default 1h)")
+    k.set_defaults(func=commands.cmd_token)
+
     u = sub.add_parser(
         "up", help="start database, Prefect server, deployments and API; Ctrl-C stops them all"
     )

@@ -175,6 +175,26 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    """Seconds from `90`, `15m`, `1h` or `2d`."""
+    unit = _UNITS.get(text[-1:].lower(), 0)
+    number = text[:-1] if unit else text
+    if not number.isdigit() or int(number) == 0:
+        raise InvalidRequest(f"--ttl {text!r} must be a positive number of s, m, h or d, e.g. 1h")
+    return int(number) * (unit or 1)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a bearer token for `--user` with the given permissions."""
+    from flows.control.tokens import mint_token
+
+    print(mint_token(load_settings(), args.user, args.perm, parse_ttl(args.ttl)))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """The whole stack on this machine, until Ctrl-C or SIGTERM."""
     from flows.tools.stack import up

@@ -224,6 +224,18 @@ def _database(settings: Settings, data_dir: Path) -> tuple[str, bool]:
     return embedded_url(data_dir), not running
 
 
+def _print_token(settings: Settings, registry) -> None:
+    """In development, a token for every module, so the API can be tried at once."""
+    if settings.env != "development":
+        return
+    from flows.control.tokens import mint_token
+
+    perms = sorted({ds.permission for ds in registry.modules.values()})
+    token = mint_token(settings, "demo", perms, ttl=12 * 3600)
+    print(f"Token:       {token}", flush=True)
+    print(f"             (user demo, {' '.join(perms)}; 12 h; development only)", flush=True)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -247,7 +259,7 @@ def up(settings: Settings) -> int:
     try:
         url, own_database = _database(settings, data_dir)
         migrate(url)
-        load_checked_registry(settings.datasets, url)
+        registry = load_checked_registry(settings.datasets, url)
         for child in children(settings, child_env(settings, url, data_dir), data_dir):
             print(f"starting {child.name} (log: {child.log})", flush=True)
             started.append(child)
@@ -257,6 +269,7 @@ def up(settings: Settings) -> int:
         print(f"Prefect UI:  {prefect_url(settings)}", flush=True)
         if api_available():
             print(f"API:         {api_url(settings)}", flush=True)
+            _print_token(settings, registry)
         else:
             print(f"API:         skipped ({API_MODULE} does not exist yet)", flush=True)
         print("exportflow is up; Ctrl-C or SIGTERM stops it", flush=True)

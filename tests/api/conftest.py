@@ -78,7 +78,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture
 def token(api_settings: Settings) -> Callable[..., str]:
     """`token(user, *permissions)`: an HS256 bearer token this API accepts."""
-    from api.auth import mint_token
+    from flows.control.tokens import mint_token
 
     return lambda user="alice", *perms: mint_token(api_settings, user, perms or ["tags:read"], 600)
 

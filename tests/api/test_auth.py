@@ -15,9 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 
-from api.auth import mint_token, permissions
+from api.auth import permissions
 from api.deps import CallerDep
 from flows.control.errors import ConfigError
+from flows.control.tokens import mint_token
 from tests.api.conftest import JWT_SECRET
 
 # GET /api/exports needs only a valid token: it shows what the token's user may see.

@@ -6,6 +6,7 @@ The tests run in order against one `exportflow up`; the last one stops it with S
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import time
 from datetime import UTC, datetime
@@ -28,8 +29,6 @@ from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
-from api.auth import mint_token
-from flows.control.settings import Settings
 from flows.orchestration.checkpoint import job_temp_prefix
 from flows.orchestration.submit import submit_and_attach, submit_job
 from tests.e2e.conftest import wait_for
@@ -127,10 +126,11 @@ def test_api_reports_a_background_export_and_serves_its_file(stack):
     api = f"http://127.0.0.1:{stack.api_port}"
     ready = httpx.get(f"{api}/readyz", timeout=10)
     assert ready.status_code == 200, ready.text
-    # `up` runs in development: its tokens are signed with the key derived from the default.
-    token = mint_token(Settings(_env_file=None, env="development"), "user-1", ["products:read"])
-    headers = {"Authorization": f"Bearer {token}"}
-    job = new_job(stack.rt)
+    # `up` runs in development and prints a token for every module, for user "demo".
+    printed = re.search(r"^Token:\s+(\S+)$", stack.output(), re.MULTILINE)
+    assert printed, stack.output()
+    headers = {"Authorization": f"Bearer {printed.group(1)}"}
+    job = new_job(stack.rt, user="demo")
     submit_and_attach(stack.rt.jobs, job)
     rank = {"pending": 0, "processing": 1, "completed": 2}
     seen: list[str] = []

@@ -54,12 +54,12 @@ def wall_clock(value: datetime, tz: str) -> datetime:
     return value.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
 
 
-def new_job(rt, **options) -> Job:
+def new_job(rt, user: str = "user-1", **options) -> Job:
     """A validated background job, as the API will create it."""
     request = ExportRequest(**{"module": "products", **options})
     plan_export(request, rt.registry, rt.settings)
     body = request.model_dump(by_alias=True)
-    return rt.jobs.create("user-1", request.module, request.format, "background", body)
+    return rt.jobs.create(user, request.module, request.format, "background", body)
 
 
 def reference(rt, job: Job) -> bytes:
