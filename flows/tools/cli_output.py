@@ -84,8 +84,7 @@ def check_output(text: str, name: str, binary: bool) -> Path | None:
     try:
         # Mode bits say little (root ignores them, a read-only mount ignores them all):
         # only creating a file tells whether the final rename will work.
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
-            pass
+        tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe").close()
     except OSError as exc:
         raise InvalidOutput(
             f"cannot write in folder {folder} ({exc.strerror}); choose an -o in a writable folder"

@@ -167,7 +167,7 @@ class KeySet:
                 self.wfile.write(body)
 
             def log_message(self, *args):
-                pass
+                """Keep access lines out of the test output."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"

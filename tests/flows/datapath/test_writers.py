@@ -82,6 +82,7 @@ def run(settings, reg, module: str, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.contrib  # the hostile table has a citext column
 def test_every_free_text_type_is_neutralised_in_csv(settings, reg, db_url):
     rows = list(csv.DictReader(io.StringIO(run(settings, reg, "hostile", "csv").decode(), "")))
     truth = true_text(db_url)
@@ -99,6 +100,7 @@ def test_every_free_text_type_is_neutralised_in_csv(settings, reg, db_url):
     assert "'" not in trusted and "=cmd" in trusted
 
 
+@pytest.mark.contrib
 def test_xlsx_keeps_the_true_text_and_marks_it_quote_prefix(settings, reg, db_url, tmp_path):
     path = tmp_path / "h.xlsx"
     path.write_bytes(run(settings, reg, "hostile", "xlsx"))
@@ -194,6 +196,7 @@ class FailingSink:
         return len(data)
 
 
+@pytest.mark.contrib
 @pytest.mark.parametrize(
     ("fmt", "sink", "fault", "error"),
     [
