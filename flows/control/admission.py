@@ -6,8 +6,6 @@ are admitted one after the other and the second sees the first's row."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +13,7 @@ from psycopg.rows import class_row
 
 from flows.control.database import pg_connect
 from flows.control.errors import RateLimited, TooManyActive
-from flows.control.jobs import _ACTIVE_SQL, _COLUMNS, Job, JobStore
+from flows.control.jobs import _ACTIVE_SQL, _COLUMNS, Job, JobStore, insert_job
 
 KEY_WINDOW = "interval '24 hours'"
 # A background job has no window to leave: ask again after a typical poll interval.
@@ -57,20 +55,8 @@ def admit(
                 (user_id, key),
             )
         _check(conn, user_id, strategy, limits)
-        job = cur.execute(
-            f"INSERT INTO export_jobs"
-            f" (id, user_id, module, format, strategy, options, idempotency_key)"
-            f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-            (
-                uuid.uuid4(),
-                user_id,
-                options["module"],
-                options.get("format", "csv"),
-                strategy,
-                json.dumps(options),
-                key,
-            ),
-        ).fetchone()
+        module, fmt = options["module"], options.get("format", "csv")
+        job = insert_job(cur, user_id, module, fmt, strategy, options, key)
         return job, True
 
 

@@ -72,11 +72,8 @@ class JobStore:
         self, user_id: str, module: str, fmt: str, strategy: str, options: dict[str, Any]
     ) -> Job:
         """A new pending job for a validated request."""
-        return self._one(
-            f"INSERT INTO export_jobs (id, user_id, module, format, strategy, options)"
-            f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-            (uuid.uuid4(), user_id, module, fmt, strategy, json.dumps(options)),
-        )
+        with pg_connect(self.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
+            return insert_job(cur, user_id, module, fmt, strategy, options)
 
     def get(self, job_id: uuid.UUID | str) -> Job | None:
         """The job, or None."""
@@ -268,6 +265,18 @@ class JobStore:
                 " AND status IN ('completed', 'failed')",
                 (minutes,),
             ).fetchone()
+
+
+def insert_job(
+    cur, user_id: str, module: str, fmt: str, strategy: str, options: dict, key: str | None = None
+) -> Job:
+    """Insert a new pending job through `cur` (a Job-row cursor), in the caller's transaction."""
+    return cur.execute(
+        f"INSERT INTO export_jobs"
+        f" (id, user_id, module, format, strategy, options, idempotency_key)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+        (uuid.uuid4(), user_id, module, fmt, strategy, json.dumps(options), key),
+    ).fetchone()
 
 
 def _is_uuid(text: str) -> bool:

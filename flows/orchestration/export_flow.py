@@ -71,7 +71,7 @@ def export_chunk(job_id: str, attempt: int, index: int, lo: str | None, hi: str)
     """Read rows lo < key <= hi, transform them, store them as chunk file `index`;
     returns the rows and their Arrow bytes (which size the chunks after the first)."""
     run = _job_run(job_id, attempt)
-    run.ensure_owner()
+    run.check_loaded()  # the row was just read: no second query before the read
     with Source(run.rt.source_url, run.plan) as src:
         table = src.read_range(lo, hi)
     run.ensure_owner()
@@ -89,7 +89,7 @@ def export_chunk(job_id: str, attempt: int, index: int, lo: str | None, hi: str)
 def assemble_file(job_id: str, attempt: int, chunks: list[dict]) -> tuple[str, ExportResult]:
     """Write the chunks, in order, into the final file."""
     run = _job_run(job_id, attempt)
-    run.ensure_owner()
+    run.check_loaded()
     key = final_key(job_id, run.job.module, file_extension(run.plan.request))
     return key, assemble(run.files, run.rt.settings, run.plan, chunks, key)
 

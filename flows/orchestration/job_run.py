@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from flows.control.errors import ExportflowError, Superseded
-from flows.control.jobs import Job
+from flows.control.jobs import ACTIVE, Job
 from flows.datapath.engine import ExportResult
 from flows.orchestration.checkpoint import (
     Checkpoint,
@@ -60,6 +60,11 @@ class JobRun:
         checkpoint = Checkpoint.load(self.job.checkpoint, self.fingerprint)
         checkpoint.keep_existing(self.files)
         return checkpoint
+
+    def check_loaded(self) -> None:
+        """Raise Superseded unless the job row just read still belongs to this attempt."""
+        if self.job.attempt != self.attempt or self.job.status not in ACTIVE:
+            raise Superseded(f"attempt {self.attempt} of job {self.job_id} was superseded")
 
     def ensure_owner(self) -> None:
         """Raise Superseded unless this attempt still owns the active job."""

@@ -31,6 +31,7 @@ def create_app():
     needs a development environment here; the cached settings are dropped afterwards."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EXPORTFLOW_ENV", "development")
+        cached_settings.cache_clear()  # settings cached by earlier tests predate the variable
         from api.main import create_app
 
     cached_settings.cache_clear()
