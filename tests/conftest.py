@@ -47,7 +47,9 @@ def db_url(server_url: str):
         yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # `exportflow up` keeps the Prefect server's state beside it.
+            for db in (name, f"{name}_prefect"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     # `exportflow up` / `exportflow serve`: the stack on one machine.
     prefect_host: str = Field("127.0.0.1", description="Prefect server address for `up`.")
     prefect_port: int = Field(4200, ge=1, le=65535)
+    prefect_database_url: str = Field(
+        "",
+        description="The Prefect server's database for `up` (SQLAlchemy URL); default:"
+        " `<dbname>_prefect` beside exportflow's, or SQLite where it may not be created.",
+    )
     api_host: str = Field("127.0.0.1", description="API address for `up`.")
     api_port: int = Field(8000, ge=1, le=65535)
     export_concurrency: int = Field(4, ge=1, description="Background exports running at once.")

@@ -121,15 +121,13 @@ def _deployments_polled(settings: Settings, since: datetime):
     return check
 
 
-def children(settings: Settings, env: dict[str, str], data_dir: Path) -> list[Child]:
-    """The processes `up` starts, in start order."""
+def children(
+    settings: Settings, env: dict[str, str], data_dir: Path, prefect_db: str
+) -> list[Child]:
+    """The processes `up` starts, in start order; the Prefect server keeps state in `prefect_db`."""
     logs = data_dir / "logs"
-    prefect_home = data_dir / "prefect"
-    prefect_home.mkdir(parents=True, exist_ok=True)
-    server_env = {
-        **env,
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
-    }
+    (data_dir / "prefect").mkdir(parents=True, exist_ok=True)
+    server_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db}
     host, port = settings.prefect_host, str(settings.prefect_port)
     python = [sys.executable, "-m"]
     parts = [
@@ -245,6 +243,7 @@ def up(settings: Settings) -> int:
     from flows.control.database import stop_embedded
     from flows.control.migrate import migrate
     from flows.control.registry import load_checked_registry
+    from flows.tools.prefect_db import prefect_database
 
     settings.secret("download")  # refuses the default secret outside development, up front
     data_dir = settings.data_dir.resolve()
@@ -260,7 +259,10 @@ def up(settings: Settings) -> int:
         url, own_database = _database(settings, data_dir)
         migrate(url)
         registry = load_checked_registry(settings.datasets, url)
-        for child in children(settings, child_env(settings, url, data_dir), data_dir):
+        prefect_db, which = prefect_database(settings, url, data_dir)
+        print(f"Prefect:     state in {which}", flush=True)
+        env = child_env(settings, url, data_dir)
+        for child in children(settings, env, data_dir, prefect_db):
             print(f"starting {child.name} (log: {child.log})", flush=True)
             started.append(child)
             child.start()
