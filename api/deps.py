@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.auth import TokenVerifier
 from api.runs import Orchestrator
 from flows.control.jobs import JobStore
+from flows.control.logs import bind
 from flows.control.settings import Settings
 from flows.control.storage import Storage
 from flows.datapath.request import Caller
@@ -65,7 +66,9 @@ def current_caller(
 ) -> Caller:
     """The caller the bearer token names (sync: a key-set fetch must not block the loop)."""
     token = credentials.credentials if credentials is not None else None
-    return services.verifier.caller(f"Bearer {token}" if token else None)
+    caller = services.verifier.caller(f"Bearer {token}" if token else None)
+    bind(userId=caller.user_id)  # the request's later log records name the user
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.metrics import TOO_MANY_REQUESTS
 from flows.control import errors
 
 log = logging.getLogger("api")
@@ -123,6 +124,7 @@ async def exportflow_error(request: Request, exc: errors.ExportflowError) -> JSO
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
     if isinstance(exc, errors.LimitExceeded):
+        TOO_MANY_REQUESTS.labels(exc.code).inc()
         headers = {"Retry-After": str(exc.retry_after)}
         details = {"retryAfter": exc.retry_after}
         return error_response(status, exc.code, exc.message, details, headers)

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors
+from api import errors, logs, metrics
 from api.auth import TokenVerifier
 from api.deps import Services
 from api.routes import downloads, exports, health, submit
+from api.routes import metrics as metrics_route
 from api.runs import Orchestrator
 from flows.control.database import database_url
 from flows.control.jobs import JobStore
@@ -41,27 +42,35 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = rt or await to_thread.run_sync(build_runtime, settings)
-        app.state.services = Services(settings, verifier, runtime, runs)
-        yield
+        stop_logging = logs.start_logging(settings)
+        try:
+            runtime = rt or await to_thread.run_sync(build_runtime, settings)
+            app.state.services = Services(settings, verifier, runtime, runs)
+            app.state.metrics = metrics.registry_for(runtime.jobs)
+            yield
+        finally:
+            stop_logging()
 
     app = FastAPI(
         title="exportflow",
         summary="Export database tables to CSV and XLSX.",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(logs.tag_route)],
     )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", logs.HEADER],
             # A browser script may read the saved file's name only when it is exposed.
-            expose_headers=["Content-Disposition", "Location", "Retry-After"],
+            expose_headers=["Content-Disposition", "Location", "Retry-After", logs.HEADER],
         )
+    # Added last, so outermost: CORS answers (preflights too) also carry the request id.
+    app.add_middleware(logs.RequestContext)
     errors.install(app)
-    for module in (health, exports, submit, downloads):
+    for module in (health, metrics_route, exports, submit, downloads):
         app.include_router(module.router)
     return app
 

@@ -17,6 +17,7 @@ from psycopg.rows import class_row
 
 from flows.control.database import pg_connect
 from flows.control.errors import JobNotFound
+from flows.control.logs import finished_export
 
 ACTIVE = ("pending", "processing")
 _ACTIVE_SQL = "('pending', 'processing')"
@@ -176,7 +177,7 @@ class JobStore:
     ) -> Job | None:
         """The file (key, bytes, sha256) is committed: record it."""
         key, size, sha256 = file
-        return self._fenced(
+        job = self._fenced(
             "status = 'completed', processed_rows = %s,"
             " total_rows = greatest(coalesce(total_rows, 0), %s), file_key = %s,"
             " file_bytes = %s, sha256 = %s, finished_at = now(), expires_at = %s,"
@@ -185,6 +186,8 @@ class JobStore:
             job_id,
             attempt,
         )
+        # Every export ends here or in finish: its record is logged from the updated row.
+        return finished_export(job)
 
     def finish(
         self,
@@ -199,12 +202,13 @@ class JobStore:
         assert status in ("failed", "cancelled")
         fence = "" if attempt is None else " AND attempt = %s"
         params = (status, code, message[:2000], str(job_id))
-        return self._one(
+        job = self._one(
             f"UPDATE export_jobs SET status = %s, error_code = %s, error = %s,"
             f" finished_at = now() WHERE id = %s AND status IN {_ACTIVE_SQL}{fence}"
             f" RETURNING {_COLUMNS}",
             params if attempt is None else (*params, attempt),
         )
+        return finished_export(job)
 
     def next_attempt(self, job_id: uuid.UUID | str, seen: int) -> Job | None:
         """Supersede attempt `seen` (a crashed or lost run): the job's next run owns it.

@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     failure_rate_alert: float = Field(0.10, ge=0, le=1, description="Last hour's failed share.")
     xlsx_sheet_rows: int = Field(1_048_575, ge=1, le=1_048_575)
 
+    # Logs: one JSON object per line for a log collector, or plain text for a person.
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one object per line; text: for a person at a terminal."
+    )
+    log_level: str = Field(
+        "INFO", pattern=r"(?i)^(debug|info|warning|error)$", description="Least severe level kept."
+    )
+
     # `exportflow up` / `exportflow serve`: the stack on one machine.
     prefect_host: str = Field("127.0.0.1", description="Prefect server address for `up`.")
     prefect_port: int = Field(4200, ge=1, le=65535)
