@@ -100,6 +100,7 @@ class ExportCollector(Collector):
         return iter([*families, up])
 
     def _read(self) -> list[Metric]:
+        """The families, filled from export_jobs."""
         total, active, file_bytes, in_flight, duration, rows, rate, finished, failed = _families()
         url, timeout = self.jobs.url, CONNECT_TIMEOUT_SECONDS
         with pg_connect(url, connect_timeout=timeout, options=QUERY_OPTIONS) as conn:
@@ -107,7 +108,7 @@ class ExportCollector(Collector):
             params = (*DURATION_BUCKETS, *ROW_BUCKETS)
             histograms = conn.execute(_HISTOGRAMS, params).fetchall()
         flight: dict[tuple, int] = defaultdict(int)
-        sent: dict[tuple, int] = defaultdict(int)
+        written: dict[tuple, int] = defaultdict(int)
         for *labels, status, count, size, processed in grouped:
             if status in FINAL:
                 total.add_metric([*labels, status], count)
@@ -115,8 +116,8 @@ class ExportCollector(Collector):
                 active.add_metric([*labels, status], count)
                 flight[tuple(labels)] += processed
             if status == "completed":
-                sent[tuple(labels)] += size
-        for labels, size in sent.items():
+                written[tuple(labels)] += size
+        for labels, size in written.items():
             file_bytes.add_metric(list(labels), size)
         for labels, processed in flight.items():
             in_flight.add_metric(list(labels), processed)
