@@ -47,7 +47,8 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
             runtime = rt or await to_thread.run_sync(build_runtime, settings)
             app.state.services = Services(settings, verifier, runtime, runs)
             app.state.metrics = metrics.registry_for(runtime.jobs)
-            yield
+            async with runs.kept_open():
+                yield
         finally:
             stop_logging()
 

@@ -35,6 +35,23 @@ class Orchestrator:
 
     def __init__(self, context: SettingsContext | None = None) -> None:
         self.context = context or SettingsContext.get()
+        self._kept: PrefectClient | None = None
+
+    @contextlib.asynccontextmanager
+    async def kept_open(self) -> AsyncIterator[None]:
+        """One client for the app's life, on the app's event loop."""
+        # A new client per call builds a TLS context (~30 ms of CPU, on the event loop,
+        # even for an http URL) and a new connection: status polls waited behind it.
+        if not self.url:
+            yield
+            return
+        with SettingsContext(profile=self.context.profile, settings=self.context.settings):
+            async with get_client() as client:
+                self._kept = client
+                try:
+                    yield
+                finally:
+                    self._kept = None
 
     @property
     def url(self) -> str | None:
@@ -47,6 +64,9 @@ class Orchestrator:
         if not self.url:
             raise PrefectUnavailable("no Prefect API is configured", detail="PREFECT_API_URL")
         with SettingsContext(profile=self.context.profile, settings=self.context.settings):
+            if self._kept is not None:
+                yield self._kept
+                return
             async with get_client() as client:
                 yield client
 
