@@ -133,23 +133,21 @@ def fetch_to_part(client: ApiClient, url: str, part: Path, size: int | None):
     """Fill `part` with the file behind `url`, resuming from what it holds; returns the
     response's suggested name and the sha256 of the whole file."""
     have = part.stat().st_size if part.is_file() else 0
-    if size is None or have > size:
-        have = 0  # no size to check against, or longer than the file: not a prefix of it
+    # Longer than the file is no prefix of it; a complete part still asks for its last
+    # byte, whose answer carries the file's name.
+    have = min(have, size - 1) if size else 0
     digest = hashlib.sha256()
-    if have == size and have:
-        # Complete already (the last run stopped before the rename): nothing to ask for.
-        with part.open("rb") as f:
-            while block := f.read(BLOCK):
-                digest.update(block)
-        return None, digest.hexdigest()
     with client.open_file(url, have) as resp:
         resumed = resp.status_code == 206 and resp.headers.get("content-range", "").startswith(
             f"bytes {have}-"
         )
         with part.open("r+b" if resumed else "wb") as f:
             if resumed:
-                while block := f.read(BLOCK):
+                left = have
+                while left and (block := f.read(min(BLOCK, left))):
                     digest.update(block)
+                    left -= len(block)
+                f.truncate()
             copy_body(resp, f, digest, url)
             f.flush()
             os.fsync(f.fileno())

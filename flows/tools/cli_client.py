@@ -170,8 +170,9 @@ def save(client: ApiClient, status: dict[str, Any], output: str | None) -> None:
     except (KeyboardInterrupt, ApiUnavailable):
         if part.is_file() and part.stat().st_size:
             print(
-                f"kept the {part.stat().st_size:,} bytes received in {part};"
-                " run the same command again to resume",
+                f"kept the {part.stat().st_size:,} bytes received in {part}:"
+                f" `exportflow download {job_id}{f' -o {target}' if target else ''}`"
+                f" resumes it{'' if target else f' in {folder}'}",
                 file=sys.stderr,
             )
         raise

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from pydantic import SecretStr
@@ -18,9 +19,12 @@ from flows.control.settings import Settings
 from flows.control.tokens import mint_token
 from flows.orchestration.export_flow import export_flow
 from flows.orchestration.runtime import Runtime
+from tests.api import conftest as api_fixtures
 from tests.api.conftest import JWT_SECRET, SECRET, LoopbackServer, make_runtime
-from tests.api.conftest import create_app as api_app_factory  # noqa: F401 (the fixture)
 from tests.e2e.conftest import free_port
+
+# The API tests' session fixture that imports api.main, shared under a name of its own.
+api_app_factory = api_fixtures.create_app
 
 PERMS = ("products:read", "tags:read")
 
@@ -32,6 +36,8 @@ class Api:
     url: str
     settings: Settings
     rt: Runtime
+    app: FastAPI
+    server: LoopbackServer
 
     def token(self, user: str, *perms: str) -> str:
         """A bearer token of `user` this API accepts."""
@@ -39,7 +45,7 @@ class Api:
 
 
 @pytest.fixture
-def api(create_app, settings: Settings, registry, flows_env) -> Iterator[Api]:
+def api(api_app_factory, settings: Settings, registry, flows_env) -> Iterator[Api]:
     """The API under uvicorn, storing where the flows store, submitting to the harness."""
     port = free_port()
     api_settings = settings.model_copy(
@@ -55,8 +61,9 @@ def api(create_app, settings: Settings, registry, flows_env) -> Iterator[Api]:
     )
     export_flow.to_deployment(name="export").apply()
     rt = make_runtime(api_settings, registry)
-    with LoopbackServer(create_app(api_settings, rt=rt), port) as server:
-        yield Api(server.url, api_settings, rt)
+    app = api_app_factory(api_settings, rt=rt)
+    with LoopbackServer(app, port) as server:
+        yield Api(server.url, api_settings, rt, app, server)
 
 
 @pytest.fixture

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.api.conftest import LoopbackServer
 from tests.e2e.conftest import free_port
 from tests.flows.tools.cli_run import checkout_env, cli_command, exportflow
 from tests.flows.tools.conftest import run_as_worker, submitted
@@ -86,6 +88,10 @@ def test_submit_json_maps_every_option_and_returns_at_once(api, as_user, user, t
         "pending",
         f"{api.url}/api/exports/{answer['jobId']}",
     )
+    keyed = ["submit", "tags", "--idempotency-key", "nightly"]
+    first, second = exportflow(as_user, *keyed), exportflow(as_user, *keyed)
+    assert first.returncode == second.returncode == 0, first.stderr
+    assert first.stdout == second.stdout != f"{answer['jobId']}\n"
     job = api.rt.jobs.get(answer["jobId"])
     assert (job.user_id, job.strategy, job.module) == (user, "background", "products")
     assert job.options == {
@@ -101,6 +107,21 @@ def test_submit_json_maps_every_option_and_returns_at_once(api, as_user, user, t
         "gzip": True,
         "bom": False,
     }
+
+
+def test_waiting_rides_out_an_api_restart(api, as_user, cli_env, user, tmp_path):
+    out = tmp_path / "tags.csv"
+    proc = start(as_user, "submit", "tags", "--wait", "-o", str(out), cwd=tmp_path)
+    job = submitted(api, user)
+    api.server.__exit__(None, None, None)
+    time.sleep(3)  # the client polls into the outage at least once
+    with LoopbackServer(api.app, api.server.port):
+        run_as_worker(job)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    reference = tmp_path / "reference.csv"
+    assert exportflow(cli_env, "export", "tags", "-o", str(reference)).returncode == 0
+    assert out.read_bytes() == reference.read_bytes()
 
 
 def test_ctrl_c_while_waiting_leaves_the_export_running(api, as_user, user, tmp_path):
