@@ -39,7 +39,9 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
 
 def add_api_options(p: argparse.ArgumentParser) -> None:
     """Which API the client commands call, and as whom."""
-    p.add_argument("--api", help="API base URL (default: EXPORTFLOW_API_URL or :8000 here)")
+    p.add_argument(
+        "--api", help="API base URL (default: EXPORTFLOW_API_URL, else http://127.0.0.1:8000)"
+    )
     p.add_argument("--token", help="bearer token (default: EXPORTFLOW_TOKEN; `exportflow token`)")
 
 
@@ -60,7 +62,9 @@ def add_client_commands(sub) -> None:
     add_request_options(s)
     add_api_options(s)
     s.add_argument("--wait", action="store_true", help="show progress, then download the file")
-    s.add_argument("-o", "--output", help="with --wait: file to write (default: server's name)")
+    s.add_argument(
+        "-o", "--output", help="with --wait: file to write, - for stdout (default: server's name)"
+    )
     s.add_argument("--json", action="store_true", help="print the API's answer, not the job id")
     s.add_argument("--idempotency-key", help="the same key within 24 h returns the same job")
     s.set_defaults(func=_client("cmd_submit"))
