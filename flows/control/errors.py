@@ -205,6 +205,28 @@ class StackError(ExportflowError):
         self.child = child
 
 
+class ApiUnavailable(ExportflowError):
+    """The command line could not reach the exportflow API, or lost it mid-transfer."""
+
+    code = "api_unavailable"
+    transient = True
+
+
+class ApiError(ExportflowError):
+    """The API refused a request, or an export ended without a file: the server's code."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class ChecksumMismatch(ExportflowError):
+    """A downloaded file's sha256 is not the one its export recorded."""
+
+    code = "checksum_mismatch"
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a retry may succeed."""
     return isinstance(exc, ExportflowError) and exc.transient

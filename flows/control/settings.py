@@ -146,6 +146,14 @@ class Settings(BaseSettings):
         """The storage URL, defaulting to a folder under the data dir."""
         return self.storage_url or (self.data_dir.resolve() / "files").as_uri()
 
+    # The command line as the API's client (`submit`, `jobs`, `download`).
+    api_url: str = Field(
+        "http://127.0.0.1:8000", description="The API `submit`, `jobs` and `download` call."
+    )
+    token: SecretStr | None = Field(
+        None, description="Bearer token `submit`, `jobs` and `download` send (`exportflow token`)."
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:

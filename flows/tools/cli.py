@@ -1,4 +1,5 @@
-"""The `exportflow` command: export in-process, the modules, the database, the stack."""
+"""The `exportflow` command: export in-process or through the API, the modules, the database,
+the stack."""
 
 from __future__ import annotations
 
@@ -20,24 +21,78 @@ def _terminate(signum, frame) -> None:
     raise Terminated
 
 
+def add_request_options(p: argparse.ArgumentParser) -> None:
+    """What to export and how: the options `export` and `submit` share."""
+    p.add_argument("module")
+    p.add_argument("--format", default="csv", help="csv or xlsx")
+    p.add_argument("--columns", help="comma-separated allow-listed columns (default: all)")
+    p.add_argument("--ids", help="comma-separated keys: export only these rows")
+    p.add_argument("--from", dest="date_from", help="YYYY-MM-DD or ISO date-time, inclusive")
+    p.add_argument("--to", dest="date_to", help="YYYY-MM-DD (whole day) or ISO date-time")
+    p.add_argument("--filter", action="append", default=[], help="COLUMN:OP:VALUE (repeatable)")
+    p.add_argument("--timezone", default="UTC", help="IANA zone for timestamps (default UTC)")
+    p.add_argument("--delimiter", default=",")
+    p.add_argument("--no-header", action="store_true")
+    p.add_argument("--bom", action="store_true", help="UTF-8 byte order mark, for Excel")
+    p.add_argument("--gzip", action="store_true")
+
+
+def add_api_options(p: argparse.ArgumentParser) -> None:
+    """Which API the client commands call, and as whom."""
+    p.add_argument(
+        "--api", help="API base URL (default: EXPORTFLOW_API_URL, else http://127.0.0.1:8000)"
+    )
+    p.add_argument("--token", help="bearer token (default: EXPORTFLOW_TOKEN; `exportflow token`)")
+
+
+def _client(name: str):
+    """A client command, imported when it runs: the other commands start without httpx."""
+
+    def run(args: argparse.Namespace) -> int:
+        from flows.tools import cli_client
+
+        return getattr(cli_client, name)(args)
+
+    return run
+
+
+def add_client_commands(sub) -> None:
+    """`submit`, `jobs` and `download`: background exports through the HTTP API."""
+    s = sub.add_parser("submit", help="start a background export through the API")
+    add_request_options(s)
+    add_api_options(s)
+    s.add_argument("--wait", action="store_true", help="show progress, then download the file")
+    s.add_argument(
+        "-o", "--output", help="with --wait: file to write, - for stdout (default: server's name)"
+    )
+    s.add_argument("--json", action="store_true", help="print the API's answer, not the job id")
+    s.add_argument("--idempotency-key", help="the same key within 24 h returns the same job")
+    s.set_defaults(func=_client("cmd_submit"))
+
+    j = sub.add_parser("jobs", help="list your exports through the API, newest first")
+    add_api_options(j)
+    statuses = ["pending", "processing", "completed", "failed", "cancelled", "expired"]
+    j.add_argument("--status", action="append", default=[], choices=statuses, help="repeatable")
+    j.add_argument("--module")
+    j.add_argument("--limit", type=int, help="exports per page, 1-100 (default 20)")
+    j.add_argument("--all", action="store_true", help="follow the pages to the oldest")
+    j.add_argument("--json", action="store_true", help="as JSON")
+    j.set_defaults(func=_client("cmd_jobs"))
+
+    d = sub.add_parser("download", help="download a finished export's file through the API")
+    d.add_argument("job", help="the export's id")
+    add_api_options(d)
+    d.add_argument("-o", "--output", help="file to write; - for standard output")
+    d.set_defaults(func=_client("cmd_download"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(prog="exportflow", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("export", help="export a module to a file, in this process")
-    e.add_argument("module")
-    e.add_argument("--format", default="csv", help="csv or xlsx")
-    e.add_argument("--columns", help="comma-separated allow-listed columns (default: all)")
-    e.add_argument("--ids", help="comma-separated keys: export only these rows")
-    e.add_argument("--from", dest="date_from", help="YYYY-MM-DD or ISO date-time, inclusive")
-    e.add_argument("--to", dest="date_to", help="YYYY-MM-DD (whole day) or ISO date-time")
-    e.add_argument("--filter", action="append", default=[], help="COLUMN:OP:VALUE (repeatable)")
-    e.add_argument("--timezone", default="UTC", help="IANA zone for timestamps (default UTC)")
-    e.add_argument("--delimiter", default=",")
-    e.add_argument("--no-header", action="store_true")
-    e.add_argument("--bom", action="store_true", help="UTF-8 byte order mark, for Excel")
-    e.add_argument("--gzip", action="store_true")
+    add_request_options(e)
     out = e.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", help="file to write; - for standard output")
     out.add_argument("--count", action="store_true", help="print the number of rows, write none")
@@ -63,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--perm", action="append", default=[], help="a permission (repeatable)")
     k.add_argument("--ttl", default="1h", help="lifetime: seconds, or with s/m/h/d (default 1h)")
     k.set_defaults(func=commands.cmd_token)
+
+    add_client_commands(sub)
 
     u = sub.add_parser(
         "up", help="start database, Prefect server, deployments and API; Ctrl-C stops them all"

@@ -118,8 +118,9 @@ def completed_job(
 class LoopbackServer:
     """An app under uvicorn on a loopback port, in a thread (streaming, Range, curl)."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
+    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+        # A port chosen beforehand lets the app's settings name its own public URL.
+        self.port = port or free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
