@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -126,12 +127,56 @@ def reader_conninfo(url: str, statement_timeout_seconds: float | None = None) ->
     return make_conninfo(url, options=options, application_name=READER_APPLICATION_NAME)
 
 
+# A new ADBC database connects once more and loads every pg_type row before the
+# connection itself opens (35-60 ms); clones of a kept one skip both. Kept per conninfo,
+# rebuilt when pg_type has grown since (a type created later would read as opaque).
+_kept: dict[str, tuple[adbc.Connection, int]] = {}
+_kept_lock = threading.Lock()
+_TYPES_MARK = "SELECT max(oid)::bigint FROM pg_type"
+
+
+def _types_mark(conn: adbc.Connection) -> int:
+    with conn.cursor() as cur:
+        cur.execute(_TYPES_MARK)
+        mark = cur.fetchone()[0]
+    conn.commit()
+    return mark
+
+
+def _clone(conninfo: str) -> adbc.Connection:
+    """A connection sharing a kept ADBC database whose types are current."""
+    with _kept_lock:
+        kept = _kept.get(conninfo)
+        if kept is None:
+            base = adbc.connect(conninfo)
+            kept = _kept[conninfo] = (base, _types_mark(base))
+    conn = kept[0].adbc_clone()
+    try:
+        if _types_mark(conn) == kept[1]:
+            return conn
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()
+    with _kept_lock:
+        if _kept.get(conninfo) is kept:
+            del _kept[conninfo]
+            kept[0].close()
+    return _clone(conninfo)
+
+
 def adbc_connect(url: str, statement_timeout_seconds: float | None = None) -> adbc.Connection:
     """A read-only ADBC connection for the Arrow data path."""
     try:
-        return adbc.connect(reader_conninfo(url, statement_timeout_seconds))
+        conn = _clone(reader_conninfo(url))
     except Exception as exc:
         raise SourceUnavailable("the database could not be reached", detail=str(exc)) from exc
+    if statement_timeout_seconds is not None:
+        ms = max(1, round(statement_timeout_seconds * 1000))
+        with conn.cursor() as cur:
+            cur.execute(f"SET statement_timeout = {ms}")
+        conn.commit()  # a later rollback must not undo it
+    return conn
 
 
 @contextlib.contextmanager

@@ -215,6 +215,8 @@ class ApiUnavailable(ExportflowError):
 class ApiError(ExportflowError):
     """The API refused a request, or an export ended without a file: the server's code."""
 
+    code = "api_error"  # each instance carries the server's own code
+
     def __init__(self, code: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
