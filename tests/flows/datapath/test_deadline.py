@@ -27,10 +27,10 @@ def test_reads_waiting_on_a_lock_end_at_the_deadline(settings, plan):
     assert plan.statement_timeout_seconds == 300
     lock = TableLock(settings.database_url)
     try:
+        limit = Deadline.after(1, MESSAGE)
         start = time.monotonic()
         with pytest.raises(SourceTimeout) as info:
-            export(settings.database_url, plan, io.BytesIO(), settings,
-                   deadline=Deadline.after(1, MESSAGE))  # fmt: skip
+            export(settings.database_url, plan, io.BytesIO(), settings, deadline=limit)
         elapsed = time.monotonic() - start
         # Nothing of the export is left waiting on the lock once it has failed.
         assert lock.waiting() == []
@@ -50,8 +50,7 @@ def test_the_deadline_is_checked_between_chunks(settings, plan):
         time.sleep(max(limit.remaining(), 0) + 0.05)
 
     with pytest.raises(SourceTimeout) as info:
-        export(settings.database_url, plan, io.BytesIO(), settings, on_progress=slow_writer,
-               deadline=limit)  # fmt: skip
+        export(settings.database_url, plan, io.BytesIO(), settings, slow_writer, limit)
     assert info.value.message == MESSAGE
     # The first of seven 300-row chunks was written; no chunk after it.
     assert seen == [300]
@@ -60,10 +59,10 @@ def test_the_deadline_is_checked_between_chunks(settings, plan):
 def test_an_export_within_its_deadline_is_the_same_file(settings, plan):
     # Shorter than the statement timeout: every read runs with its own bound.
     within = io.BytesIO()
-    result = export(settings.database_url, plan, within, settings,
-                    deadline=Deadline.after(60, MESSAGE))  # fmt: skip
+    result = export(
+        settings.database_url, plan, within, settings, None, Deadline.after(60, MESSAGE)
+    )
     plain = io.BytesIO()
     export(settings.database_url, plan, plain, settings)
     assert result.rows == 2000
     assert within.getvalue() == plain.getvalue()
-
