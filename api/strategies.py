@@ -95,8 +95,7 @@ class Stopped(ExportflowError):
 
 
 class Pipe:
-    """A bounded queue from the engine's thread to the response; either side may stop it,
-    and a client too slow to take the file within the deadline stops the engine too."""
+    """A bounded queue from the engine's thread to the response; either side may stop it."""
 
     def __init__(self, limit: Deadline) -> None:
         self.queue: queue.Queue = queue.Queue(QUEUE_CHUNKS)
@@ -107,8 +106,7 @@ class Pipe:
         self.finished = threading.Event()
 
     def write(self, data: bytes) -> int:
-        """Called by the engine: waits for room, or raises Stopped once the client left
-        (SourceTimeout once the deadline passed)."""
+        """Called by the engine: waits for room; Stopped once the client left."""
         if data:
             self.put(bytes(data))
         return len(data)
@@ -120,6 +118,7 @@ class Pipe:
                 self.queue.put(item, timeout=0.1)
                 return
             except queue.Full:
+                # A client too slow to take the file in time ends the export too.
                 if self.limit.expired():
                     # Kept: the writer may wrap it, and the row must still say timeout.
                     self.timed_out = self.limit.error()
@@ -131,8 +130,9 @@ class Pipe:
         self.error = exc
 
     def finish(self) -> None:
-        """Every chunk is queued: the response drains them at the client's pace, while the
-        engine's thread ends (the deadline bounds the export, not the download)."""
+        """Every chunk is queued: the response drains them at the client's pace."""
+        # Not through the queue: the engine's thread ends now, and the deadline, which
+        # bounds the export rather than the download, cannot cut a finished one.
         self.finished.set()
 
     def get(self) -> object:

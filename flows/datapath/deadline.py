@@ -39,8 +39,8 @@ class Deadline:
             raise self.error()
 
     def read_ms(self, statement_timeout_seconds: float) -> int | None:
-        """The statement timeout, in ms, for a read starting now when the time left is
-        shorter than the usual one (None: the usual one applies); raises once passed."""
+        """The time left in ms for a read starting now, if shorter than the usual timeout."""
+        # Past the deadline no read starts at all.
         self.check()
         left = self.remaining()
         if left >= statement_timeout_seconds:

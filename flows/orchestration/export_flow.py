@@ -25,7 +25,7 @@ from flows.datapath.source import Source
 from flows.datapath.transform import Transform
 from flows.datapath.writers import file_extension
 from flows.orchestration.checkpoint import Checkpoint, assemble, final_key
-from flows.orchestration.job_run import JobRun, end_job
+from flows.orchestration.job_run import JobRun, end_job, remove_job_files
 from flows.orchestration.runtime import runtime
 
 RETRY_DELAYS = [1, 5, 15]
@@ -135,34 +135,42 @@ class Progress:
         update_progress_artifact(self.artifact, min(pct, 100.0), f"{done:,} of {self.known:,} rows")
 
 
-def _chunks(run: JobRun, checkpoint: Checkpoint, progress: Progress, limit: Deadline) -> None:
-    """Every chunk after the checkpoint, each a task, read ahead and recorded in key order,
-    within the attempt's deadline."""
+def _chunks(
+    run: JobRun, checkpoint: Checkpoint, progress: Progress, limit: Deadline, running: deque
+) -> None:
+    """Every chunk after the checkpoint, each a task, read ahead and recorded in key order."""
     settings = run.rt.settings
     sizing = ChunkSizing.from_settings(settings, checkpoint.limit)
-    # The loop holds at most `read_connections` futures: the only ones still running.
-    recent: deque[PrefectFuture] = deque(maxlen=settings.read_connections)
 
     def submit(bound: Bound):
         future = export_chunk.submit(run.job_id, run.attempt, bound.index, bound.lo, bound.hi)
-        recent.append(future)
+        running.append(future)
         return future
 
+    with Source(run.rt.source_url, run.plan, limit) as probe:
+        chunks = keyset_chunks(
+            probe, submit, sizing, itemgetter(1), checkpoint.last_key,
+            checkpoint.next_index, settings.read_connections, limit,
+        )  # fmt: skip
+        for bound, (rows, _) in chunks:
+            checkpoint.limit = sizing.limit
+            checkpoint.add(bound.index, bound.lo, bound.hi, rows)
+            progress(checkpoint)
+
+
+def _sweep(run: JobRun, running: deque) -> None:
+    """Remove the ended job's files again once its running chunk tasks are done."""
+    # A task past its owner check may have been writing when the job ended. Their reads
+    # end by the deadline at the latest, so the wait is bounded.
     try:
-        with Source(run.rt.source_url, run.plan, limit) as probe:
-            chunks = keyset_chunks(
-                probe, submit, sizing, itemgetter(1), checkpoint.last_key,
-                checkpoint.next_index, settings.read_connections, limit,
-            )  # fmt: skip
-            for bound, (rows, _) in chunks:
-                checkpoint.limit = sizing.limit
-                checkpoint.add(bound.index, bound.lo, bound.hi, rows)
-                progress(checkpoint)
-    except BaseException:
-        # Chunk tasks still running end first (their reads end by the deadline at the
-        # latest), so that none writes a chunk file after the failed job's are removed.
-        wait(list(recent))
-        raise
+        wait(list(running))
+        remove_job_files(run.rt, run.job_id)
+    except Exception as exc:  # the export's own error is what the run reports
+        get_run_logger().warning(
+            "files of job %s not removed again: %r; the cleanup flow removes them later",
+            run.job_id,
+            exc,
+        )
 
 
 def _being_cancelled() -> bool:
@@ -212,6 +220,8 @@ def export_flow(job_id: str, attempt: int | None = None):
     if job.status not in ACTIVE:
         return Completed(message=f"job already {job.status}")
     run = JobRun(rt, job, job.attempt if attempt is None else attempt)
+    # The loop holds at most `read_connections` chunk futures: the only ones still running.
+    running: deque[PrefectFuture] = deque(maxlen=rt.settings.read_connections)
     scope = ATTEMPT_DEADLINE.set(limit)
     try:
         run.claim(flow_run.id)
@@ -221,13 +231,14 @@ def export_flow(job_id: str, attempt: int | None = None):
             get_run_logger().info(
                 "resuming after key %s (%s rows stored)", checkpoint.last_key, checkpoint.rows
             )
-        _chunks(run, checkpoint, Progress(run, total), limit)
+        _chunks(run, checkpoint, Progress(run, total), limit, running)
         limit.check()
         key, result = assemble_file(job_id, run.attempt, checkpoint.chunks)
     except Superseded as exc:
         return _superseded(exc)
     except Exception as exc:
-        run.fail(exc, cancelled=_being_cancelled())
+        if run.fail(exc, cancelled=_being_cancelled()):
+            _sweep(run, running)
         raise
     finally:
         ATTEMPT_DEADLINE.reset(scope)
