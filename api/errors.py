@@ -80,6 +80,8 @@ STATUS: list[tuple[type[errors.ExportflowError], int]] = [
     (Gone, 410),
     (errors.LimitExceeded, 429),
     (errors.ConfigError, 500),
+    # The database did not answer within the export's time limit: the upstream timed out.
+    (errors.SourceTimeout, 504),
     (errors.SourceUnavailable, 503),
     (errors.StorageUnavailable, 503),
     (AuthUnavailable, 503),

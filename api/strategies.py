@@ -6,7 +6,6 @@ file is kept) or failed with the error's code."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import queue
@@ -17,8 +16,9 @@ from datetime import UTC, datetime
 from anyio import to_thread
 
 from api.deps import Services
-from flows.control.errors import ExportflowError
+from flows.control.errors import ExportflowError, SourceTimeout
 from flows.control.jobs import Job
+from flows.datapath.deadline import Deadline
 from flows.datapath.engine import ExportResult, export
 from flows.datapath.request import ExportPlan
 from flows.datapath.writers import file_extension
@@ -26,7 +26,7 @@ from flows.orchestration.submit import submit_and_attach
 
 log = logging.getLogger("api")
 
-END = object()  # the producer is done: every chunk is in the queue
+END = object()  # the producer is done and every chunk was taken
 GONE = "the client disconnected before the file was sent"
 QUEUE_CHUNKS = 8  # chunks written ahead of the client; the engine waits beyond this
 
@@ -45,12 +45,21 @@ def attachment_name(module: str, plan: ExportPlan) -> str:
     return f"{module}-export-{stamp}.{file_extension(plan.request)}"
 
 
-def _run(services: Services, plan: ExportPlan, job: Job, sink) -> ExportResult:
-    """Export into `sink` and record the outcome on the job row."""
+def deadline(seconds: float, strategy: str) -> Deadline:
+    """The time limit of a direct or streamed export, starting now."""
+    return Deadline.after(
+        seconds,
+        f"the export took longer than the {seconds:g} s a {strategy} export may take;"
+        ' export fewer rows or ask for a background export ("mode": "background")',
+    )
+
+
+def _run(services: Services, plan: ExportPlan, job: Job, sink, limit: Deadline) -> ExportResult:
+    """Export into `sink` within `limit` and record the outcome on the job row."""
     jobs = services.jobs
     jobs.claim(job.id, job.attempt, None)
     try:
-        result = export(services.rt.source_url, plan, sink, services.settings)
+        result = export(services.rt.source_url, plan, sink, services.settings, deadline=limit)
     except BaseException as exc:
         code, message = _failure(exc, sink)
         jobs.finish(job.id, "failed", code, message, job.attempt)
@@ -65,15 +74,17 @@ def _failure(exc: BaseException, sink) -> tuple[str, str]:
     # The writer may wrap the sink's Stopped in its own error: the stop is what happened.
     if isinstance(sink, Pipe) and sink.stopped.is_set():
         return Stopped.code, GONE
+    if isinstance(sink, Pipe) and sink.timed_out is not None:
+        exc = sink.timed_out
     if isinstance(exc, ExportflowError):
         return exc.code, exc.message
     return "internal", f"the export stopped: {type(exc).__name__}"
 
 
 def run_direct(services: Services, plan: ExportPlan, job: Job) -> bytes:
-    """The whole file in memory (the row count bounds its size)."""
+    """The whole file in memory (the row count bounds its size), within the direct limit."""
     buf = io.BytesIO()
-    _run(services, plan, job, buf)
+    _run(services, plan, job, buf, deadline(services.settings.direct_timeout_seconds, "direct"))
     return buf.getvalue()
 
 
@@ -86,52 +97,75 @@ class Stopped(ExportflowError):
 class Pipe:
     """A bounded queue from the engine's thread to the response; either side may stop it."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: Deadline) -> None:
         self.queue: queue.Queue = queue.Queue(QUEUE_CHUNKS)
         self.stopped = threading.Event()
+        self.limit = limit
+        self.timed_out: SourceTimeout | None = None
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
 
     def write(self, data: bytes) -> int:
-        """Called by the engine: waits for room, or raises Stopped once the client left."""
+        """Called by the engine: waits for room; Stopped once the client left."""
         if data:
             self.put(bytes(data))
         return len(data)
 
     def put(self, item: object) -> None:
-        """Queue `item`, checking for a stop while the queue is full."""
+        """Queue `item`, checking for a stop and the deadline while the queue is full."""
         while not self.stopped.is_set():
             try:
                 self.queue.put(item, timeout=0.1)
                 return
             except queue.Full:
-                continue
+                # A client too slow to take the file in time ends the export too.
+                if self.limit.expired():
+                    # Kept: the writer may wrap it, and the row must still say timeout.
+                    self.timed_out = self.limit.error()
+                    raise self.timed_out from None
         raise Stopped(GONE)
+
+    def fail(self, exc: BaseException) -> None:
+        """The producer's error, for the response to raise ahead of any queued chunk."""
+        self.error = exc
+
+    def finish(self) -> None:
+        """Every chunk is queued: the response drains them at the client's pace."""
+        # Not through the queue: the engine's thread ends now, and the deadline, which
+        # bounds the export rather than the download, cannot cut a finished one.
+        self.finished.set()
 
     def get(self) -> object:
         """The next chunk, END or the producer's error; END once stopped."""
         while not self.stopped.is_set():
+            if self.error is not None:
+                return self.error
+            # Read before the queue: finished and empty then means no chunk is left.
+            finished = self.finished.is_set()
             try:
-                return self.queue.get(timeout=0.1)
+                return self.queue.get(block=not finished, timeout=0.1)
             except queue.Empty:
-                continue
+                if finished:
+                    return END
         return END
 
 
 def _produce(services: Services, plan: ExportPlan, job: Job, pipe: Pipe) -> None:
     """The worker thread: the engine writes into the pipe; the outcome goes on the row."""
     try:
-        _run(services, plan, job, pipe)
-        pipe.put(END)
+        _run(services, plan, job, pipe, pipe.limit)
+        pipe.finish()
     except BaseException as exc:
         if pipe.stopped.is_set():
             return  # the client left; _run recorded it on the row
         log.warning("streamed export %s failed: %r", job.id, exc)
-        with contextlib.suppress(Stopped):  # nobody is left to tell
-            pipe.put(exc)
+        # Not queued: a client too slow to empty the queue must still be cut off.
+        pipe.fail(exc)
 
 
 async def stream_body(services: Services, plan: ExportPlan, job: Job) -> AsyncIterator[bytes]:
     """The file's bytes as the engine writes them; closing early stops the database reads."""
-    pipe = Pipe()
+    pipe = Pipe(deadline(services.settings.stream_timeout_seconds, "streamed"))
     worker = threading.Thread(
         target=_produce, args=(services, plan, job, pipe), name=f"stream-{job.id}", daemon=True
     )

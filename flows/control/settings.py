@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     statement_timeout_seconds: float = Field(
         300, gt=0, description="Longest single read of the source (PostgreSQL statement_timeout)."
     )
+    direct_timeout_seconds: float = Field(
+        30, gt=0, description="Longest direct export (one response); past it: failed, timeout."
+    )
+    stream_timeout_seconds: float = Field(
+        300, gt=0, description="Longest streamed export, every read included; then cut off."
+    )
+    background_timeout_seconds: float = Field(
+        1800, gt=0, description="Longest attempt of a background export (its flow run)."
+    )
     data_dir: Path = Field(
         default_factory=default_data_dir, description="Embedded database, local files."
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from flows.control.settings import Settings
+from flows.datapath.deadline import Deadline
 from flows.datapath.keyset import ChunkSizing
 from flows.datapath.request import ExportPlan
 from flows.datapath.source import Source, read_chunks
@@ -43,9 +44,9 @@ class HashingSink:
         return self.sink.write(data)
 
 
-def count_rows(url: str, plan: ExportPlan) -> int:
+def count_rows(url: str, plan: ExportPlan, deadline: Deadline | None = None) -> int:
     """How many rows the plan exports."""
-    with Source(url, plan) as src:
+    with Source(url, plan, deadline) as src:
         return src.count()
 
 
@@ -55,22 +56,26 @@ def export(
     sink: BinaryIO,
     settings: Settings,
     on_progress: Progress | None = None,
+    deadline: Deadline | None = None,
 ) -> ExportResult:
     """Write the plan's rows to `sink` in the request's format.
 
     A failure part-way (reading, transforming, writing, or in the sink) stops the
     reads ahead and releases the writer's threads and temporary files before it
-    propagates; the sink holds a partial file, which the caller discards."""
+    propagates; the sink holds a partial file, which the caller discards. Past the
+    `deadline` the export fails with its SourceTimeout: checked between chunks, and
+    every read (the count too) is stopped by the database when the deadline comes."""
     neutralise = plan.dataset.neutralise_formulas
     sizing = ChunkSizing.from_settings(settings)
-    chunks = read_chunks(url, plan, sizing, readers=settings.read_connections)
+    readers = settings.read_connections
+    chunks = read_chunks(url, plan, sizing, readers=readers, deadline=deadline)
     # The count only feeds the progress figure: it runs beside the first reads, not before.
     with (
         ThreadPoolExecutor(1, thread_name_prefix="exportflow-count") as pool,
         closing(chunks),
         make_writer(plan.request, plan.columns, settings, neutralise=neutralise) as writer,
     ):
-        total = pool.submit(count_rows, url, plan)
+        total = pool.submit(count_rows, url, plan, deadline)
         transform = Transform(plan)
         out = HashingSink(sink)
         writer.open(out)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from flows.control.errors import SourceError
 from flows.control.settings import Settings
+from flows.datapath.deadline import Deadline
 
 
 class Future(Protocol):
@@ -71,16 +72,20 @@ def keyset_chunks(
     after: str | None = None,
     index: int = 0,
     ahead: int = 2,
+    deadline: Deadline | None = None,
 ) -> Iterator[tuple[Bound, Any]]:
     """(bound, result of `submit(bound)`) for every chunk after `after`, in key order.
 
     `ahead` chunks are submitted before the oldest one's result is awaited; until the
     chunk size is known only one is. A bound that is NULL or does not advance stops
-    the loop with an error instead of repeating a chunk or looping for ever."""
+    the loop with an error instead of repeating a chunk or looping for ever; so does a
+    deadline that passes, between chunks."""
     pending: deque[tuple[Bound, Future]] = deque()
     lo, more = after, True
     try:
         while more or pending:
+            if deadline is not None:
+                deadline.check()
             while more and len(pending) < (ahead if sizing.limit else 1):
                 limit = sizing.next_limit
                 found = probe.next_bound(lo, limit)

@@ -12,6 +12,8 @@ from typing import Any
 import pyarrow as pa
 
 from flows.control.database import adbc_connect, classify_db_error
+from flows.control.errors import SourceTimeout
+from flows.datapath.deadline import Deadline
 from flows.datapath.keyset import Bound, ChunkSizing, keyset_chunks
 from flows.datapath.request import ExportPlan
 from flows.datapath.sql import (  # noqa: F401  (re-exported: callers build queries from here)
@@ -26,10 +28,11 @@ from flows.datapath.sql import (  # noqa: F401  (re-exported: callers build quer
 
 class Source:
     """A read-only ADBC connection, bounded by the plan's statement timeout, that runs the
-    plan's count and chunk queries."""
+    plan's count and chunk queries; with a deadline, no read runs past it either."""
 
-    def __init__(self, url: str, plan: ExportPlan) -> None:
+    def __init__(self, url: str, plan: ExportPlan, deadline: Deadline | None = None) -> None:
         self.plan = plan
+        self.deadline = deadline
         self.conn = adbc_connect(url, plan.statement_timeout_seconds)
 
     def close(self) -> None:
@@ -57,15 +60,25 @@ class Source:
         return self._fetch(range_query(self.plan, lo, hi))
 
     def _fetch(self, q: Query) -> pa.Table:
+        timeout = self.plan.statement_timeout_seconds
+        limit = self.deadline.read_ms(timeout) if self.deadline is not None else None
         try:
             with self.conn.cursor() as cur:
+                if limit:
+                    # Local to this read's transaction: the next read sets its own.
+                    cur.execute(f"SELECT set_config('statement_timeout', '{limit}', true)")
+                    cur.fetchall()
                 if q.params:
                     cur.execute(q.setup, q.params)
                     cur.fetchall()
                 cur.execute(q.sql)
                 return cur.fetch_arrow_table()
         except Exception as exc:
-            raise classify_db_error(exc) from exc
+            error = classify_db_error(exc)
+            if limit and isinstance(error, SourceTimeout):
+                # Stopped by the deadline's bound, not the usual timeout: the deadline says why.
+                raise self.deadline.error() from exc
+            raise error from exc
         finally:
             # Each chunk is its own short read transaction; nothing is held open between them.
             self._rollback()
@@ -78,7 +91,12 @@ class Source:
 
 
 def read_chunks(
-    url: str, plan: ExportPlan, sizing: ChunkSizing, after: str | None = None, readers: int = 2
+    url: str,
+    plan: ExportPlan,
+    sizing: ChunkSizing,
+    after: str | None = None,
+    readers: int = 2,
+    deadline: Deadline | None = None,
 ) -> Iterator[tuple[Bound, pa.Table]]:
     """(bound, Arrow table) of every chunk in key order; `readers` connections read ahead
     while the caller writes, each reusing its connection from chunk to chunk."""
@@ -88,7 +106,7 @@ def read_chunks(
 
     def read(bound: Bound) -> pa.Table:
         if not hasattr(local, "src"):
-            local.src = Source(url, plan)
+            local.src = Source(url, plan, deadline)
             with lock:
                 sources.append(local.src)
         return local.src.read_range(bound.lo, bound.hi)
@@ -97,10 +115,12 @@ def read_chunks(
     # before the previous one has arrived: reads overlap on both cores.
     pool = ThreadPoolExecutor(readers, thread_name_prefix="exportflow-reader")
     try:
-        with Source(url, plan) as probe:
+        with Source(url, plan, deadline) as probe:
             submit = partial(pool.submit, read)
             nbytes = attrgetter("nbytes")
-            yield from keyset_chunks(probe, submit, sizing, nbytes, after, ahead=readers)
+            yield from keyset_chunks(
+                probe, submit, sizing, nbytes, after, ahead=readers, deadline=deadline
+            )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         for src in sources:

@@ -3,28 +3,46 @@ chunk by chunk; every job update it makes is fenced by its attempt."""
 
 from __future__ import annotations
 
+from collections import deque
+from contextvars import ContextVar
 from operator import itemgetter
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.orchestration import get_client
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.control.errors import JobNotFound, Superseded, is_transient
 from flows.control.jobs import ACTIVE
+from flows.control.settings import Settings
+from flows.datapath.deadline import Deadline
 from flows.datapath.engine import ExportResult
 from flows.datapath.keyset import Bound, ChunkSizing, keyset_chunks
 from flows.datapath.source import Source
 from flows.datapath.transform import Transform
 from flows.datapath.writers import file_extension
 from flows.orchestration.checkpoint import Checkpoint, assemble, final_key
-from flows.orchestration.job_run import JobRun, end_job
+from flows.orchestration.job_run import JobRun, end_job, remove_job_files
 from flows.orchestration.runtime import runtime
 
 RETRY_DELAYS = [1, 5, 15]
+
+# The running attempt's deadline. Prefect runs each task in a copy of the flow's context,
+# so the tasks' reads end with the run's time without a task parameter carrying it.
+ATTEMPT_DEADLINE: ContextVar[Deadline | None] = ContextVar("attempt_deadline", default=None)
+
+
+def attempt_deadline(settings: Settings) -> Deadline:
+    """The time limit of one attempt at a background export, starting now."""
+    seconds = settings.background_timeout_seconds
+    return Deadline.after(
+        seconds,
+        f"the export took longer than the {seconds:g} s a background export may take;"
+        " export fewer rows (filters, fewer columns)",
+    )
 
 
 def retry_if_transient(task, task_run, state) -> bool:
@@ -56,7 +74,7 @@ def _job_run(job_id: str, attempt: int) -> JobRun:
 def count_rows(job_id: str, attempt: int) -> int:
     """How many rows the job exports (for progress only)."""
     run = _job_run(job_id, attempt)
-    with Source(run.rt.source_url, run.plan) as src:
+    with Source(run.rt.source_url, run.plan, ATTEMPT_DEADLINE.get()) as src:
         return src.count()
 
 
@@ -72,7 +90,7 @@ def export_chunk(job_id: str, attempt: int, index: int, lo: str | None, hi: str)
     returns the rows and their Arrow bytes (which size the chunks after the first)."""
     run = _job_run(job_id, attempt)
     run.check_loaded()  # the row was just read: no second query before the read
-    with Source(run.rt.source_url, run.plan) as src:
+    with Source(run.rt.source_url, run.plan, ATTEMPT_DEADLINE.get()) as src:
         table = src.read_range(lo, hi)
     run.ensure_owner()
     rows = run.files.write(run.rt.settings, run.plan, index, Transform(run.plan)(table))
@@ -117,23 +135,42 @@ class Progress:
         update_progress_artifact(self.artifact, min(pct, 100.0), f"{done:,} of {self.known:,} rows")
 
 
-def _chunks(run: JobRun, checkpoint: Checkpoint, progress: Progress) -> None:
+def _chunks(
+    run: JobRun, checkpoint: Checkpoint, progress: Progress, limit: Deadline, running: deque
+) -> None:
     """Every chunk after the checkpoint, each a task, read ahead and recorded in key order."""
     settings = run.rt.settings
     sizing = ChunkSizing.from_settings(settings, checkpoint.limit)
 
     def submit(bound: Bound):
-        return export_chunk.submit(run.job_id, run.attempt, bound.index, bound.lo, bound.hi)
+        future = export_chunk.submit(run.job_id, run.attempt, bound.index, bound.lo, bound.hi)
+        running.append(future)
+        return future
 
-    with Source(run.rt.source_url, run.plan) as probe:
+    with Source(run.rt.source_url, run.plan, limit) as probe:
         chunks = keyset_chunks(
             probe, submit, sizing, itemgetter(1), checkpoint.last_key,
-            checkpoint.next_index, settings.read_connections,
+            checkpoint.next_index, settings.read_connections, limit,
         )  # fmt: skip
         for bound, (rows, _) in chunks:
             checkpoint.limit = sizing.limit
             checkpoint.add(bound.index, bound.lo, bound.hi, rows)
             progress(checkpoint)
+
+
+def _sweep(run: JobRun, running: deque) -> None:
+    """Remove the ended job's files again once its running chunk tasks are done."""
+    # A task past its owner check may have been writing when the job ended. Their reads
+    # end by the deadline at the latest, so the wait is bounded.
+    try:
+        wait(list(running))
+        remove_job_files(run.rt, run.job_id)
+    except Exception as exc:  # the export's own error is what the run reports
+        get_run_logger().warning(
+            "files of job %s not removed again: %r; the cleanup flow removes them later",
+            run.job_id,
+            exc,
+        )
 
 
 def _being_cancelled() -> bool:
@@ -176,12 +213,16 @@ def export_flow(job_id: str, attempt: int | None = None):
     """Export one job's rows to its file, resuming from its checkpoint. `attempt` fences
     the run (the submitter passes it); None takes the job's current attempt."""
     rt = runtime()
+    limit = attempt_deadline(rt.settings)
     job = rt.jobs.get(job_id)
     if job is None:
         raise JobNotFound(f"no export job {job_id}")
     if job.status not in ACTIVE:
         return Completed(message=f"job already {job.status}")
     run = JobRun(rt, job, job.attempt if attempt is None else attempt)
+    # The loop holds at most `read_connections` chunk futures: the only ones still running.
+    running: deque[PrefectFuture] = deque(maxlen=rt.settings.read_connections)
+    scope = ATTEMPT_DEADLINE.set(limit)
     try:
         run.claim(flow_run.id)
         total = count_rows.submit(job_id, run.attempt)
@@ -190,13 +231,17 @@ def export_flow(job_id: str, attempt: int | None = None):
             get_run_logger().info(
                 "resuming after key %s (%s rows stored)", checkpoint.last_key, checkpoint.rows
             )
-        _chunks(run, checkpoint, Progress(run, total))
+        _chunks(run, checkpoint, Progress(run, total), limit, running)
+        limit.check()
         key, result = assemble_file(job_id, run.attempt, checkpoint.chunks)
     except Superseded as exc:
         return _superseded(exc)
     except Exception as exc:
-        run.fail(exc, cancelled=_being_cancelled())
+        if run.fail(exc, cancelled=_being_cancelled()):
+            _sweep(run, running)
         raise
+    finally:
+        ATTEMPT_DEADLINE.reset(scope)
     if not run.complete(key, result):
         return _superseded(Superseded(f"job {job_id} ended before its file was recorded"))
     return Completed(message=f"{result.rows:,} rows, {result.bytes:,} bytes")

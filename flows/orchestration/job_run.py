@@ -96,12 +96,12 @@ class JobRun:
             self.rt.storage.delete(key)
         return False
 
-    def fail(self, exc: BaseException, cancelled: bool = False) -> None:
-        """End the job for an error: its code and public message; internals go to the log."""
+    def fail(self, exc: BaseException, cancelled: bool = False) -> bool:
+        """End the job for an error, with its code and public message; False if not ended."""
+        # Internals go to the log; False: the job had ended or belongs to another attempt.
         if cancelled:
-            end_job(self.rt, self.job_id, "cancelled", "cancelled", "cancelled by request",
-                    self.attempt)  # fmt: skip
-            return
+            return end_job(self.rt, self.job_id, "cancelled", "cancelled",
+                           "cancelled by request", self.attempt)  # fmt: skip
         if isinstance(exc, ExportflowError):
             code, message = exc.code, exc.message
             if exc.detail:
@@ -109,4 +109,4 @@ class JobRun:
         else:
             code, message = "internal", INTERNAL_MESSAGE
             log.error("job %s failed", self.job_id, exc_info=exc)
-        end_job(self.rt, self.job_id, "failed", code, message, self.attempt)
+        return end_job(self.rt, self.job_id, "failed", code, message, self.attempt)
