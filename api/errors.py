@@ -15,8 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.logs import HEADER as REQUEST_ID_HEADER
 from api.metrics import TOO_MANY_REQUESTS
 from flows.control import errors
+from flows.control.logs import current_context
 
 log = logging.getLogger("api")
 
@@ -159,7 +161,10 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback, answered with no internals."""
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal", INTERNAL_MESSAGE)
+    # Starlette answers an unhandled error outside the middleware that sets this header.
+    request_id = current_context().get("requestId")
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+    return error_response(500, "internal", INTERNAL_MESSAGE, headers=headers)
 
 
 def install(app: FastAPI) -> None:

@@ -6,6 +6,7 @@ file is kept) or failed with the error's code."""
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 import queue
@@ -166,8 +167,12 @@ def _produce(services: Services, plan: ExportPlan, job: Job, pipe: Pipe) -> None
 async def stream_body(services: Services, plan: ExportPlan, job: Job) -> AsyncIterator[bytes]:
     """The file's bytes as the engine writes them; closing early stops the database reads."""
     pipe = Pipe(deadline(services.settings.stream_timeout_seconds, "streamed"))
+    # In the request's context, so the export's log records carry its request id.
     worker = threading.Thread(
-        target=_produce, args=(services, plan, job, pipe), name=f"stream-{job.id}", daemon=True
+        target=contextvars.copy_context().run,
+        args=(_produce, services, plan, job, pipe),
+        name=f"stream-{job.id}",
+        daemon=True,
     )
     worker.start()
     try:

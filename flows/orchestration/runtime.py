@@ -5,6 +5,7 @@ run starts, so a flow-run process only reads the catalog."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -41,6 +42,10 @@ class Runtime:
 def runtime() -> Runtime:
     """The context for this process (settings from the environment)."""
     settings = get_settings()
+    # Prefect hands records of the `exportflow` loggers to its handlers (the run's log in
+    # the UI) when PREFECT_LOGGING_EXTRA_LOGGERS names them; their level is ours to set,
+    # or the root's WARNING drops each finished export's record.
+    logging.getLogger("exportflow").setLevel(settings.log_level)
     url = database_url(settings)
     # The catalog that matters is the one rows are read from.
     registry = load_checked_registry(settings.datasets, settings.read_database_url or url)

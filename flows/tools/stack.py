@@ -90,6 +90,8 @@ def child_env(settings: Settings, database_url: str, data_dir: Path) -> dict[str
         # A submitted run starts within a second or two.
         PREFECT_RUNNER_POLL_FREQUENCY="1",
         PREFECT_WORKER_QUERY_SECONDS="1",
+        # Each finished export's record goes to its flow run's log in the UI.
+        PREFECT_LOGGING_EXTRA_LOGGERS="exportflow",
         PYTHONUNBUFFERED="1",
     )
     # Local download links point at the API this stack runs, unless set explicitly.

@@ -24,6 +24,7 @@ CASES = [
     (FileGone("expired"), 410, "file_expired"),
     (errors.SourceError("the query was refused"), 500, "source_error"),
     (errors.StorageError("refused"), 500, "storage_error"),
+    (errors.SourceTimeout("took longer than 30 s"), 504, "timeout"),
 ]
 
 
@@ -96,8 +97,10 @@ def test_config_error_is_500_without_internals(client_for):
 
 
 def test_a_bug_is_500_internal_without_traceback(client_for):
-    resp = client_for(KeyError("secret_column_name")).get("/boom")
+    resp = client_for(KeyError("secret_column_name")).get("/boom", headers={"X-Request-ID": "b-1"})
     assert resp.status_code == 500
+    # The operator finds the traceback in the logs by the id the client saw.
+    assert resp.headers["X-Request-ID"] == "b-1"
     err = body(resp)
     assert err["code"] == "internal"
     assert "secret_column_name" not in resp.text and "Traceback" not in resp.text

@@ -97,3 +97,17 @@ def test_text_logs_for_a_person_carry_the_same_fields(
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "text-1" in line]
     assert not line.startswith("{")
     assert re.search(r" INFO api\.requests: GET /api/exports 200 in \d+ ms requestId=text-1 ", line)
+
+
+def test_a_streamed_exports_record_carries_its_request_id(
+    create_app, api_settings, rt, headers, capsys
+):
+    # Streamed exports are written by a thread of their own; its records are the request's.
+    settings = api_settings.model_copy(update={"direct_max_rows": 10})
+    body = {"filters": [{"column": "id", "op": "lte", "value": "11"}]}
+    mine = {**headers, "X-Request-ID": "stream-1"}
+    with TestClient(create_app(settings, rt=rt)) as client:
+        response = client.post("/api/products/export", json=body, headers=mine)
+    assert response.status_code == 200 and "content-length" not in response.headers
+    export = of_request(capsys.readouterr().err, "stream-1")["exportflow.exports"]
+    assert (export["strategy"], export["status"], export["rowCount"]) == ("stream", "completed", 11)

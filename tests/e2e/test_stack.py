@@ -44,6 +44,13 @@ def started_processing(stack, job_id) -> None:
     )
 
 
+def run_logs(run_id) -> list[str]:
+    """The messages of a flow run's log, as the UI shows them."""
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    return [log.message for log in logs]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_submitted_job_runs_to_completed_file(stack, fmt):
     rt = stack.rt
@@ -66,6 +73,10 @@ def test_submitted_job_runs_to_completed_file(stack, fmt):
     assert data == reference(rt, done)
     assert len(done.checkpoint["chunks"]) == 20
     assert rt.storage.list(job_temp_prefix(str(job.id))) == []
+    # The operator finds the finished export's record in the run's log in the UI.
+    wait_for("the run's finished-export record", lambda: any(
+        f"export {job.id} completed: 2000 rows" in m for m in run_logs(run.id)
+    ), 30, every=0.5)  # fmt: skip
 
 
 def test_killed_flow_run_is_resubmitted_by_cleanup_and_resumes_identically(stack):
@@ -94,11 +105,7 @@ def test_killed_flow_run_is_resubmitted_by_cleanup_and_resumes_identically(stack
     new_run = stack.run_state(done.flow_run_id, lambda s: s.is_completed(), "completed")
 
     def resumed_logged():
-        with get_client(sync_client=True) as client:
-            logs = client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[new_run.id]))
-            )
-        return any("resuming after key" in log.message for log in logs)
+        return any("resuming after key" in message for message in run_logs(new_run.id))
 
     wait_for("the resumed run's log line", resumed_logged, 30, every=0.5)
     print(f"\nkilled after {kept} of 20 chunks; resumed to sha256 {expected[:12]}…")
