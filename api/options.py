@@ -34,8 +34,22 @@ class CsvOptions(Strict):
     header: bool = True
 
 
+# Shown in the API's documentation, and tried first by generated tests.
+EXAMPLES = [
+    {"scope": "selected", "selectedIds": [1, 2, 3], "format": "xlsx"},
+    {
+        "selectedColumns": ["id", "name"],
+        "filters": [{"column": "id", "op": "lte", "value": 20}],
+        "csv": {"delimiter": ";", "bom": True, "gzip": True},
+    },
+    {"mode": "background", "dateRange": {"from": "2024-01-01", "to": "2024-02-01"}},
+]
+
+
 class ExportOptions(Strict):
     """POST /api/{module}/export: what to export and how to deliver it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": EXAMPLES})
 
     scope: Literal["all", "selected"] = "all"
     format: Format = "csv"

@@ -138,6 +138,10 @@ class Settings(BaseSettings):
         """The storage URL, defaulting to a folder under the data dir."""
         return self.storage_url or (self.data_dir.resolve() / "files").as_uri()
 
+    max_body_bytes: int = Field(
+        1 << 20, ge=1, description="Largest request body the API reads; a larger one is a 413."
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:
