@@ -97,7 +97,7 @@ def test_the_server_serves_the_document_under_test(server):
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
-    # No example database: a run leaves no files behind, and every run explores afresh.
+    # No example database: every run explores afresh instead of replaying earlier ones.
     database=None,
     # One server per operation, shared by its examples on purpose: the limits count across them.
     suppress_health_check=[HealthCheck.function_scoped_fixture],
@@ -108,8 +108,7 @@ def test_every_operation_answers_as_documented(case, server, headers):
 
 @pytest.fixture
 def workflow(server, headers):
-    """Schemathesis's state machine over the spec's links: an export it starts is then read,
-    cancelled and downloaded by its id, as a client would."""
+    """The state machine over the links: a started export is read, cancelled, downloaded."""
 
     class Workflow(schema.as_state_machine()):
         def get_call_kwargs(self, case):
