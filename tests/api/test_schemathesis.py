@@ -4,6 +4,7 @@ every module, over a real HTTP server; no 5xx and no response outside the docume
 from __future__ import annotations
 
 import httpx
+import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -84,10 +85,15 @@ def server(harness, create_app, api_settings, rt):
 
 
 @pytest.fixture
-def headers(token, registry):
+def user():
+    return user_id()
+
+
+@pytest.fixture
+def headers(token, registry, user):
     """A bearer token holding every module's permission."""
     perms = sorted({module.permission for module in registry.modules.values()})
-    return {"Authorization": f"Bearer {token(user_id(), *perms)}"}
+    return {"Authorization": f"Bearer {token(user, *perms)}"}
 
 
 def test_the_server_serves_the_document_under_test(server):
@@ -153,3 +159,27 @@ def test_a_download_key_no_export_can_have_is_a_404_as_documented(server):
     assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "not_found"
     assert "404" in DOCUMENT["paths"]["/downloads/{key}"]["get"]["responses"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"filters": [{"column": "name", "op": "contains", "value": "a\x00"}]}, "filters.0.value"),
+        ({"filters": [{"column": "sku", "op": "in", "value": ["1", "\x00"]}]}, "filters.0.value.1"),
+        ({"scope": "selected", "selectedIds": ["\x00"]}, "selectedIds.0"),
+    ],
+)
+def test_a_nul_character_is_a_422_naming_the_field_and_no_job(
+    server, headers, user, body, field, api_settings
+):
+    resp = httpx.post(f"{server.url}/api/products/export", json=body, headers=headers)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"] == {
+        "code": "invalid_request",
+        "message": f"{field}: contains U+0000 (a NUL character); remove it",
+        "details": None,
+    }
+    with psycopg.connect(api_settings.database_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM export_jobs WHERE user_id = %s", (user,)
+        ).fetchone() == (0,)
