@@ -17,7 +17,6 @@ from flows.datapath.writers import XLSX_MEDIA_TYPE
 router = APIRouter(tags=["downloads"])
 
 FILE = {"schema": {"type": "string", "format": "binary"}}
-# The type Starlette guesses from the file's name: the export's own.
 FILE_TYPES = {"text/csv": FILE, "application/gzip": FILE, XLSX_MEDIA_TYPE: FILE}
 
 
@@ -55,6 +54,9 @@ def download_file(
         raise FileGone(FILE_GONE.format(id=job_id))
     return FileResponse(
         path,
+        # Starlette would guess text/csv from `.csv.gz` and send gzip bytes under it; the
+        # direct response for the same export says application/gzip.
+        media_type="application/gzip" if key.endswith(".gz") else None,
         filename=friendly_name(job),
         # A strong validator from the content, so If-Range resumes only the same bytes.
         headers={"ETag": f'"{job.sha256}"'} if job.sha256 else None,

@@ -3,6 +3,9 @@ every module, over a real HTTP server; no 5xx and no response outside the docume
 
 from __future__ import annotations
 
+import gzip
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import psycopg
 import pytest
@@ -183,3 +186,25 @@ def test_a_nul_character_is_a_422_naming_the_field_and_no_job(
         assert conn.execute(
             "SELECT count(*) FROM export_jobs WHERE user_id = %s", (user,)
         ).fetchone() == (0,)
+
+
+def test_a_gzipped_download_is_sent_as_application_gzip_as_documented(server, rt, user, headers):
+    data = gzip.compress(b"ID,Name\r\n1,a\r\n")
+    job = rt.jobs.create(user, "tags", "csv", "background", {"module": "tags", "gzip": True})
+    rt.jobs.claim(job.id, job.attempt, None)
+    key = f"exports/{job.id}/tags.csv.gz"
+    with rt.storage.open_write(key) as f:
+        f.write(data)
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    rt.jobs.complete(job.id, job.attempt, 1, (key, len(data), "0" * 64), expires)
+    link = httpx.get(f"{server.url}/api/exports/{job.id}/download", headers=headers)
+    assert link.status_code == 302, link.text
+    # The link names the public base (http://testserver here): fetched from this server.
+    url = httpx.URL(link.headers["location"])
+    resp = httpx.get(f"{server.url}{url.raw_path.decode()}")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "application/gzip"
+    assert resp.content == data
+    assert resp.headers["content-disposition"].endswith('.csv.gz"')
+    documented = DOCUMENT["paths"]["/downloads/{key}"]["get"]["responses"]["200"]["content"]
+    assert "application/gzip" in documented
