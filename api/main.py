@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors, logs, metrics
 from api.auth import TokenVerifier
+from api.body_limit import BodyLimit
 from api.deps import Services
 from api.routes import downloads, exports, health, submit
 from api.routes import metrics as metrics_route
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
         lifespan=lifespan,
         dependencies=[Depends(logs.tag_route)],
     )
+    # Before CORS, so CORS stays outside it and a browser can read the 413.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

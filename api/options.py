@@ -34,8 +34,22 @@ class CsvOptions(Strict):
     header: bool = True
 
 
+# Shown in the API's documentation, and tried first by generated tests.
+EXAMPLES = [
+    {"scope": "selected", "selectedIds": [1, 2, 3], "format": "xlsx"},
+    {
+        "selectedColumns": ["id", "name"],
+        "filters": [{"column": "id", "op": "lte", "value": 20}],
+        "csv": {"delimiter": ";", "bom": True, "gzip": True},
+    },
+    {"mode": "background", "dateRange": {"from": "2024-01-01", "to": "2024-02-01"}},
+]
+
+
 class ExportOptions(Strict):
     """POST /api/{module}/export: what to export and how to deliver it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": EXAMPLES})
 
     scope: Literal["all", "selected"] = "all"
     format: Format = "csv"
@@ -52,6 +66,7 @@ class ExportOptions(Strict):
 
 def to_request(module: str, opts: ExportOptions) -> ExportRequest:
     """The engine's request for `opts` on `module` (an InvalidRequest when inconsistent)."""
+    _refuse_nul(opts.model_dump(by_alias=True, exclude_none=True), "")
     if opts.scope == "selected" and not opts.selected_ids:
         raise InvalidRequest("scope 'selected' needs selectedIds; select rows or use scope 'all'")
     data = {
@@ -68,3 +83,15 @@ def to_request(module: str, opts: ExportOptions) -> ExportRequest:
     if opts.csv is not None:
         data |= opts.csv.model_dump()
     return parse_request({k: v for k, v in data.items() if v is not None})
+
+
+def _refuse_nul(value: object, path: str) -> None:
+    """Refuse U+0000 anywhere in the options: no PostgreSQL text or jsonb value can hold it."""
+    # Only JSON can carry it (a command line cannot); unchecked, the database refuses it
+    # mid-query and the client would see a server error instead of what to change.
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidRequest(f"{path}: contains U+0000 (a NUL character); remove it")
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _refuse_nul(item, f"{path}.{key}" if path else str(key))

@@ -58,6 +58,15 @@ class ExportPage(Body):
     next_cursor: str | None
 
 
+class Accepted(Body):
+    """A background export was started (or found again by its Idempotency-Key): poll it."""
+
+    job_id: uuid.UUID
+    status: Status
+    total_rows: int | None
+    poll_url: str
+
+
 class ErrorDetail(Body):
     """The error: a stable code, a message saying what to change, optional details."""
 
@@ -70,6 +79,29 @@ class ErrorBody(Body):
     """Every error response."""
 
     error: ErrorDetail
+
+
+class Index(Body):
+    """What this service is and where to look next."""
+
+    service: str
+    docs: str
+    health: str
+    ready: str
+    exports: str
+
+
+class Health(Body):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class Ready(Body):
+    """Every part answered its check: each part's outcome by name."""
+
+    status: Literal["ready"]
+    parts: dict[str, str]
 
 
 def status_view(

@@ -116,7 +116,10 @@ async def delete_export(
     status_code=302,
     response_class=RedirectResponse,
     responses={
-        302: {"description": "To a fresh link to the file"},
+        302: {
+            "description": "To a fresh link to the file",
+            "headers": {"Location": {"schema": {"type": "string"}, "description": "The link"}},
+        },
         409: {"model": ErrorBody, "description": "No file yet"},
         410: {"model": ErrorBody, "description": "The file expired"},
     },

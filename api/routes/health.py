@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ServicesDep
+from api.schemas import ErrorBody, Health, Index, Ready
 from flows.control.database import pg_connect
 
 log = logging.getLogger("api")
@@ -19,25 +20,29 @@ CHECK_TIMEOUT_SECONDS = 3.0
 STORAGE_PROBE = "exports/.readyz"
 
 
-@router.get("/")
-def index() -> dict:
+@router.get("/", response_model=Index)
+def index() -> Index:
     """What this service is and where to look next."""
-    return {
-        "service": "exportflow",
-        "docs": "/docs",
-        "health": "/healthz",
-        "ready": "/readyz",
-        "exports": "/api/exports",
-    }
+    return Index(
+        service="exportflow",
+        docs="/docs",
+        health="/healthz",
+        ready="/readyz",
+        exports="/api/exports",
+    )
 
 
-@router.get("/healthz")
-def healthz() -> dict:
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
     """The process is alive (nothing else is checked)."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz", responses={503: {"description": "A part is unavailable; it is named"}})
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    responses={503: {"model": ErrorBody, "description": "A part is unavailable; it is named"}},
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     """PostgreSQL, storage and the Prefect API each answer within a short timeout."""
     timeout = int(CHECK_TIMEOUT_SECONDS)
@@ -65,7 +70,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     parts = {name: parts[name] for name in checks}
     failing = [name for name, ok in parts.items() if ok != "ok"]
     if not failing:
-        return JSONResponse({"status": "ready", "parts": parts})
+        return JSONResponse(Ready(status="ready", parts=parts).model_dump())
     body = {
         "error": {
             "code": "not_ready",

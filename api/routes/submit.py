@@ -5,34 +5,90 @@ from __future__ import annotations
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from api import strategies
 from api.deps import CallerDep, Services, ServicesDep
 from api.options import ExportOptions, to_request
-from api.schemas import ErrorBody
+from api.schemas import Accepted, ErrorBody
 from flows.control.admission import Limits, admit
+from flows.control.errors import InvalidRequest
 from flows.control.jobs import Job
+from flows.datapath.deadline import Deadline
 from flows.datapath.engine import count_rows
 from flows.datapath.request import plan_export
-from flows.datapath.writers import media_type
+from flows.datapath.writers import XLSX_MEDIA_TYPE, media_type
 
-ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 429, 503)}
-router = APIRouter(tags=["exports"], responses=ERRORS)
+ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 429, 503, 504)}
+UNREADABLE_BODY = "body: not JSON text in UTF-8; send the export options as a JSON object"
+FILE = {"schema": {"type": "string", "format": "binary"}}
+SECONDS = {"schema": {"type": "integer"}, "description": "Seconds to wait before trying again"}
+JOB_ID = {"job_id": "$response.body#/jobId"}
+# What a client does next with the job it was given (clients and generated tests follow them).
+FOLLOW = {
+    name: {
+        "operationRef": f"#/paths/~1api~1exports~1{{job_id}}{tail}/{method}",
+        "parameters": JOB_ID,
+    }
+    for name, tail, method in (
+        ("GetExport", "", "get"),
+        ("CancelExport", "", "delete"),
+        ("DownloadExport", "~1download", "get"),
+    )
+}
 
+
+class ReadableBody(APIRoute):
+    """A body that cannot be decoded is a 422 invalid_request, like any other bad body."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                # FastAPI answers bytes that are not text (JSON in Latin-1, say) with a bare
+                # 400 that says nothing to change; the handlers themselves never raise one.
+                if exc.status_code != 400:
+                    raise
+                raise InvalidRequest(UNREADABLE_BODY) from None
+
+        return route
+
+
+NARROW = "narrow the export with a filter, a date range or selected ids"
+router = APIRouter(tags=["exports"], responses=ERRORS, route_class=ReadableBody)
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
 
 
 @router.post(
     "/api/{module}/export",
+    response_class=Response,
     responses={
-        200: {"description": "The file (direct or streamed)", "content": {"text/csv": {}}},
-        202: {"description": "A background job: poll `pollUrl`"},
+        200: {
+            "description": "The file (direct or streamed): CSV, gzipped CSV or XLSX",
+            "content": {"text/csv": FILE, "application/gzip": FILE, XLSX_MEDIA_TYPE: FILE},
+        },
+        202: {
+            "model": Accepted,
+            "description": "A background job: poll `pollUrl`",
+            "headers": {"Location": {"schema": {"type": "string"}, "description": "pollUrl"}},
+            "links": FOLLOW,
+        },
+        413: {"model": ErrorBody, "description": "The body is over the size limit"},
+        429: {
+            "model": ErrorBody,
+            "description": "Too many exports, or too many running: retry later",
+            "headers": {"Retry-After": SECONDS},
+        },
     },
 )
 async def submit_export(
-    module: str,
+    module: Annotated[str, Path(examples=["products"])],
     body: ExportOptions,
     services: ServicesDep,
     caller: CallerDep,
@@ -40,7 +96,10 @@ async def submit_export(
 ) -> Response:
     """Export `module`: the file itself up to the stream limit, else a job to poll."""
     plan = plan_export(to_request(module, body), services.rt.registry, services.settings, caller)
-    total = await to_thread.run_sync(count_rows, services.rt.source_url, plan)
+    # The client waits for the count whatever the strategy: it gets the direct limit.
+    limit = services.settings.direct_timeout_seconds
+    counting = Deadline.after(limit, f"counting the rows took longer than {limit:g} s; {NARROW}")
+    total = await to_thread.run_sync(count_rows, services.rt.source_url, plan, counting)
     # A keyed request must be answerable again later, so it is always a job.
     wanted = body.mode == "background" or idempotency_key is not None
     strategy = strategies.choose(total, wanted, services)
@@ -68,10 +127,7 @@ async def _accepted(services: Services, job: Job) -> JSONResponse:
     """202 with where to poll; a repeated key gets the same body for the same job."""
     job = await to_thread.run_sync(services.jobs.get, job.id)
     poll = f"{services.settings.public_api_url.rstrip('/')}/api/exports/{job.id}"
-    body = {
-        "jobId": str(job.id),
-        "status": job.status,
-        "totalRows": job.total_rows,
-        "pollUrl": poll,
-    }
-    return JSONResponse(body, 202, headers={"Location": poll})
+    body = Accepted(job_id=job.id, status=job.status, total_rows=job.total_rows, poll_url=poll)
+    return JSONResponse(
+        body.model_dump(mode="json", by_alias=True), 202, headers={"Location": poll}
+    )

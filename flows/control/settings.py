@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "INFO", pattern=r"(?i)^(debug|info|warning|error)$", description="Least severe level kept."
     )
+    max_body_bytes: int = Field(
+        1 << 20, ge=1, description="Largest request body the API reads; a larger one is a 413."
+    )
+
+    # The command line as the API's client (`submit`, `jobs`, `download`).
+    api_url: str = Field(
+        "http://127.0.0.1:8000", description="The API `submit`, `jobs` and `download` call."
+    )
+    token: SecretStr | None = Field(
+        None, description="Bearer token `submit`, `jobs` and `download` send (`exportflow token`)."
+    )
 
     # `exportflow up` / `exportflow serve`: the stack on one machine.
     prefect_host: str = Field("127.0.0.1", description="Prefect server address for `up`.")
@@ -154,14 +165,6 @@ class Settings(BaseSettings):
     def resolved_storage_url(self) -> str:
         """The storage URL, defaulting to a folder under the data dir."""
         return self.storage_url or (self.data_dir.resolve() / "files").as_uri()
-
-    # The command line as the API's client (`submit`, `jobs`, `download`).
-    api_url: str = Field(
-        "http://127.0.0.1:8000", description="The API `submit`, `jobs` and `download` call."
-    )
-    token: SecretStr | None = Field(
-        None, description="Bearer token `submit`, `jobs` and `download` send (`exportflow token`)."
-    )
 
 
 @lru_cache

@@ -9,6 +9,7 @@ import time
 import httpx
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
 from api.options import ExportOptions, to_request
 from api.strategies import END, QUEUE_CHUNKS, Pipe, deadline
@@ -186,3 +187,29 @@ def test_a_finished_stream_is_drained_after_its_limit():
     # The export ended in time: the client reads the rest at its own pace.
     drained = [pipe.get() for _ in range(QUEUE_CHUNKS + 1)]
     assert drained == [*chunks, END]
+
+
+def test_a_count_past_the_direct_limit_answers_504_and_creates_nothing(
+    create_app, rt, token, user, api_settings
+):
+    # The client waits for the count whatever the strategy will be: it has the direct limit.
+    settings = api_settings.model_copy(update={"direct_timeout_seconds": 1})
+    lock = TableLock(api_settings.database_url)
+    try:
+        with TestClient(create_app(settings, rt=rt)) as client:
+            started = time.monotonic()
+            resp = client.post(
+                "/api/products/export",
+                json={"mode": "background"},
+                headers={"Authorization": f"Bearer {token(user, *PERMS)}"},
+            )
+    finally:
+        lock.release()
+    assert resp.status_code == 504, resp.text
+    assert resp.json()["error"]["code"] == "timeout"
+    assert resp.json()["error"]["message"].startswith("counting the rows took longer than 1 s;")
+    assert time.monotonic() - started < 8
+    with psycopg.connect(api_settings.database_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM export_jobs WHERE user_id = %s", (user,)
+        ).fetchone() == (0,)
