@@ -12,7 +12,7 @@ cannot convert to is refused at planning (invalid_timezone).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
@@ -296,10 +296,16 @@ def _instant(text: str, tz: ZoneInfo, which: str) -> datetime:
     """A date means its whole day in `tz`: `to` is exclusive of the following midnight."""
     try:
         found = typed.parse_moment(text, tz)
+        if not isinstance(found, datetime):
+            found = typed.day_start(found + timedelta(days=1 if which == "to" else 0), tz)
+        # Both views the bounds are written in must exist (year 1 and 9999 are edges).
+        found.astimezone(UTC), found.astimezone(tz)
     except ValueError:
         raise errors.InvalidDate(
             f"'{which}' value {text!r} is not a date; use YYYY-MM-DD or an ISO 8601 date-time"
         ) from None
-    if isinstance(found, datetime):
-        return found
-    return typed.day_start(found + timedelta(days=1 if which == "to" else 0), tz)
+    except OverflowError:
+        raise errors.InvalidDate(
+            f"'{which}' value {text!r} is outside the dates an export can bound (years 1-9999)"
+        ) from None
+    return found

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -168,7 +168,9 @@ def moment_text(moment: datetime, base_type: str, tz: ZoneInfo, upper: bool = Fa
     bound, so a day that began before it counts)."""
     local = moment.astimezone(tz)
     if base_type == "timestamp with time zone":
-        return moment.isoformat()
+        # PostgreSQL refuses offsets past 15:59 that Python reads: those travel in UTC.
+        far = abs(moment.utcoffset() or timedelta()) >= timedelta(hours=16)
+        return (moment.astimezone(UTC) if far else moment).isoformat()
     if base_type == "timestamp without time zone":
         return local.replace(tzinfo=None).isoformat()
     day = local.date()

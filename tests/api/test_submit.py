@@ -269,3 +269,21 @@ def test_a_key_older_than_a_day_starts_a_new_export(
         )
     two = client.post("/api/products/export", json=first(5), headers=keyed)
     assert two.status_code == 202 and two.json()["jobId"] != one["jobId"]
+
+
+def test_an_offset_postgresql_would_refuse_bounds_the_same_instant(client, headers):
+    # Python reads offsets up to 23:59, PostgreSQL only to 15:59: bounds travel in UTC.
+    ids = {"scope": "selected", "selectedIds": list(range(1, 11))}
+    offset = {**ids, "dateRange": {"from": "2024-01-01T00:00:00+23:59"}}
+    utc = {**ids, "dateRange": {"from": "2023-12-31T00:01:00Z"}}
+    got = client.post("/api/products/export", json=offset, headers=headers)
+    assert got.status_code == 200, got.text
+    assert got.content == client.post("/api/products/export", json=utc, headers=headers).content
+
+
+def test_a_date_past_year_9999_is_a_422_naming_the_bound(client, headers):
+    body = {"dateRange": {"to": "9999-12-31"}}
+    resp = client.post("/api/products/export", json=body, headers=headers)
+    assert resp.status_code == 422
+    assert resp.json()["error"]["code"] == "invalid_date"
+    assert "'to'" in resp.json()["error"]["message"]

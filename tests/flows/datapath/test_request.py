@@ -38,6 +38,8 @@ def flt(column, op, value):
         ({"filters": [flt("external_id", "eq", "not-a-uuid")]}, errors.InvalidFilterValue, "uuid"),
         ({"from": "2024-13-45"}, errors.InvalidDate, "2024-13-45"),
         ({"to": "yesterday"}, errors.InvalidDate, "yesterday"),
+        ({"to": "9999-12-31"}, errors.InvalidDate, "outside the dates"),
+        ({"from": "0001-01-01T00:00:00+14:00"}, errors.InvalidDate, "years 1-9999"),
         ({"from": "2024-02-01", "to": "2024-01-01"}, errors.InvalidDateRange, "before"),
         ({"timezone": "Mars/Olympus"}, errors.InvalidTimezone, "Mars/Olympus"),
         ({"ids": list(range(6))}, errors.TooManyIds, "6 ids"),
