@@ -69,13 +69,14 @@ def export(
     sizing = ChunkSizing.from_settings(settings)
     readers = settings.read_connections
     chunks = read_chunks(url, plan, sizing, readers=readers, deadline=deadline)
-    # The count only feeds the progress figure: it runs beside the first reads, not before.
+    # The count only feeds the progress figure: it runs beside the first reads, not before,
+    # and not at all when nobody reports progress (the API's direct and streamed exports).
     with (
         ThreadPoolExecutor(1, thread_name_prefix="exportflow-count") as pool,
         closing(chunks),
         make_writer(plan.request, plan.columns, settings, neutralise=neutralise) as writer,
     ):
-        total = pool.submit(count_rows, url, plan, deadline)
+        total = pool.submit(count_rows, url, plan, deadline) if on_progress else None
         transform = Transform(plan)
         out = HashingSink(sink)
         writer.open(out)
@@ -86,7 +87,7 @@ def export(
             del table  # a chunk's Arrow and Polars copies are not held into the next read
             writer.write(frame)
             del frame
-            if on_progress:
+            if on_progress and total is not None:
                 # 0 until the count is in: the total is not known yet.
                 on_progress(done, max(total.result(), done) if total.done() else 0)
         writer.close()
