@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg.rows import class_row
 
-from flows.control.database import pg_connect
+from flows.control.database import pooled
 from flows.control.errors import RateLimited, TooManyActive
 from flows.control.jobs import _ACTIVE_SQL, _COLUMNS, Job, JobStore, insert_job
 
@@ -38,7 +38,7 @@ def admit(
 ) -> tuple[Job, bool]:
     """(job, created): the user's job of `key` from the last 24 h if any, else a new pending
     job once the limits allow it (RateLimited or TooManyActive otherwise)."""
-    with pg_connect(jobs.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
+    with pooled(jobs.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (user_id,))
         if key is not None:
             found = cur.execute(

@@ -190,6 +190,59 @@ def pg_connect(url: str, **kwargs) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+# Idle control-plane connections kept per URL: a new one costs 5-10 ms, and a direct export
+# or a status poll makes two to four short transactions.
+_IDLE_KEPT = 8
+_idle: dict[str, list[psycopg.Connection]] = {}
+_idle_lock = threading.Lock()
+
+
+def _reusable(conn: psycopg.Connection) -> bool:
+    """Alive and outside any transaction (a server restart leaves it broken)."""
+    if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    try:
+        conn.execute("")  # one round trip: cheaper than a new connection, and sure
+        return True
+    except psycopg.Error:
+        return False
+
+
+@contextlib.contextmanager
+def pooled(url: str) -> Iterator[psycopg.Connection]:
+    """pg_connect's transaction (committed on success, rolled back on error) on a kept
+    connection when one is idle and alive."""
+    conn = None
+    while conn is None:
+        with _idle_lock:
+            kept = _idle.get(url) and _idle[url].pop()
+        if not kept:
+            break
+        if _reusable(kept):
+            conn = kept
+        else:
+            kept.close()
+    if conn is None:
+        try:
+            # Autocommit, so that the check above opens no transaction: the block's own
+            # BEGIN and COMMIT come from conn.transaction().
+            conn = psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailable("the database could not be reached", detail=str(exc)) from exc
+    try:
+        with conn.transaction():
+            yield conn
+    except BaseException:
+        conn.close()  # whatever failed may have left it unusable
+        raise
+    with _idle_lock:
+        idle = _idle.setdefault(url, [])
+        if len(idle) < _IDLE_KEPT:
+            idle.append(conn)
+            return
+    conn.close()
+
+
 def sqlstate_of(exc: BaseException) -> str:
     """The SQLSTATE a psycopg (`sqlstate`) or ADBC (`sqlstate`, `sql_state`) error carries."""
     for attr in ("sqlstate", "sql_state"):

@@ -15,7 +15,7 @@ from typing import Any
 
 from psycopg.rows import class_row
 
-from flows.control.database import pg_connect
+from flows.control.database import pooled
 from flows.control.errors import JobNotFound
 from flows.control.logs import finished_export
 
@@ -62,18 +62,18 @@ class JobStore:
         self.url = url
 
     def _one(self, sql: str, params: tuple | dict = ()) -> Job | None:
-        with pg_connect(self.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
+        with pooled(self.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
             return cur.execute(sql, params).fetchone()
 
     def _all(self, sql: str, params: tuple | dict = ()) -> list[Job]:
-        with pg_connect(self.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
+        with pooled(self.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
             return cur.execute(sql, params).fetchall()
 
     def create(
         self, user_id: str, module: str, fmt: str, strategy: str, options: dict[str, Any]
     ) -> Job:
         """A new pending job for a validated request."""
-        with pg_connect(self.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
+        with pooled(self.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
             return insert_job(cur, user_id, module, fmt, strategy, options)
 
     def get(self, job_id: uuid.UUID | str) -> Job | None:
@@ -143,7 +143,7 @@ class JobStore:
 
     def owns(self, job_id: uuid.UUID | str, attempt: int) -> bool:
         """Whether `attempt` is still the job's current, active attempt."""
-        with pg_connect(self.url) as conn:
+        with pooled(self.url) as conn:
             row = conn.execute(
                 f"SELECT 1 FROM export_jobs WHERE id = %s AND attempt = %s"
                 f" AND status IN {_ACTIVE_SQL}",
@@ -262,7 +262,7 @@ class JobStore:
 
     def failure_rate(self, minutes: int = 60) -> tuple[int, int]:
         """(failed, finished) over the last `minutes`."""
-        with pg_connect(self.url) as conn:
+        with pooled(self.url) as conn:
             return conn.execute(
                 "SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FROM export_jobs"
                 " WHERE finished_at > now() - make_interval(mins => %s)"

@@ -18,6 +18,7 @@ from flows.control.database import (
     READER_APPLICATION_NAME,
     adbc_connect,
     classify_db_error,
+    pooled,
     sqlstate_of,
 )
 from flows.control.errors import SourceError, SourceTimeout, SourceUnavailable
@@ -206,3 +207,28 @@ def test_a_connection_killed_between_reads_is_transient_without_sqlstate(db_url)
     assert sqlstate_of(info.value) == ""
     err = classify_db_error(info.value)
     assert type(err) is SourceUnavailable and "server closed" in err.detail
+
+
+def test_a_kept_connection_the_server_ended_is_replaced_not_used(db_url):
+    with pooled(db_url) as conn:
+        first = conn.info.backend_pid
+    with pooled(db_url) as conn:
+        assert conn.info.backend_pid == first  # kept, not reconnected
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (first,))
+    with pooled(db_url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert conn.info.backend_pid != first
+
+
+def test_a_failed_block_rolls_back_and_its_connection_is_not_kept(db_url):
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("CREATE TABLE IF NOT EXISTS pooled_probe (v int)")
+    with pytest.raises(psycopg.errors.DivisionByZero), pooled(db_url) as conn:
+        conn.execute("INSERT INTO pooled_probe VALUES (1)")
+        failed = conn.info.backend_pid
+        conn.execute("SELECT 1 / 0")
+    with pooled(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pooled_probe").fetchone() == (0,)
+        assert conn.info.backend_pid != failed
+        conn.execute("DROP TABLE pooled_probe")
