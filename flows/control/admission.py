@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg.rows import class_row
 
-from flows.control.database import pooled
+from flows.control.connections import pooled
 from flows.control.errors import RateLimited, TooManyActive
 from flows.control.jobs import _ACTIVE_SQL, _COLUMNS, Job, JobStore, insert_job
 

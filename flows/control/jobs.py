@@ -15,7 +15,7 @@ from typing import Any
 
 from psycopg.rows import class_row
 
-from flows.control.database import pooled
+from flows.control.connections import pooled
 from flows.control.errors import JobNotFound
 from flows.control.logs import finished_export
 

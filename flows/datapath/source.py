@@ -11,7 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from flows.control.database import adbc_connect, classify_db_error
+from flows.control.connections import adbc_connect, adbc_release
+from flows.control.database import classify_db_error
 from flows.control.errors import SourceTimeout
 from flows.datapath.deadline import Deadline
 from flows.datapath.keyset import Bound, ChunkSizing, keyset_chunks
@@ -36,8 +37,8 @@ class Source:
         self.conn = adbc_connect(url, plan.statement_timeout_seconds)
 
     def close(self) -> None:
-        """Close the connection."""
-        self.conn.close()
+        """Give the connection back (kept for the next export while it is healthy)."""
+        adbc_release(self.conn)
 
     def __enter__(self) -> Source:
         return self

@@ -14,11 +14,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from flows.control.connections import adbc_connect, adbc_release, pooled
 from flows.control.database import (
     READER_APPLICATION_NAME,
-    adbc_connect,
     classify_db_error,
-    pooled,
     sqlstate_of,
 )
 from flows.control.errors import SourceError, SourceTimeout, SourceUnavailable
@@ -232,3 +231,38 @@ def test_a_failed_block_rolls_back_and_its_connection_is_not_kept(db_url):
         assert conn.execute("SELECT count(*) FROM pooled_probe").fetchone() == (0,)
         assert conn.info.backend_pid != failed
         conn.execute("DROP TABLE pooled_probe")
+
+
+def _one(conn, sql: str):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        value = cur.fetchall()[0][0]
+    conn.rollback()
+    return value
+
+
+def test_a_reader_is_kept_for_the_next_export_without_its_timeout(db_url):
+    first = adbc_connect(db_url, 42)
+    pid = _one(first, "SELECT pg_backend_pid()")
+    adbc_release(first)
+    again = adbc_connect(db_url)
+    try:
+        assert _one(again, "SELECT pg_backend_pid()") == pid
+        assert _one(again, "SELECT current_setting('statement_timeout')") == "0"
+    finally:
+        adbc_release(again)
+
+
+def test_a_type_created_after_a_reader_was_kept_reads_as_itself(db_url):
+    adbc_release(adbc_connect(db_url))  # a kept reader that knows today's types
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("DROP TYPE IF EXISTS late_mood; CREATE TYPE late_mood AS ENUM ('ok')")
+    conn = adbc_connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 'ok'::late_mood AS m")
+            table = cur.fetch_arrow_table()
+        # An unknown type would arrive as opaque bytes, not the label.
+        assert table.column("m").to_pylist() == ["ok"]
+    finally:
+        adbc_release(conn)

@@ -1,0 +1,155 @@
+"""Connections kept between uses: ADBC readers and control-plane psycopg connections."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import adbc_driver_postgresql.dbapi as adbc
+import psycopg
+
+from flows.control.database import reader_conninfo
+from flows.control.errors import SourceUnavailable
+
+# A new ADBC database connects once more and loads every pg_type row before the
+# connection itself opens (35-60 ms); clones of a kept one skip both. Kept per conninfo,
+# rebuilt when pg_type has grown since (a type created later would read as opaque).
+_kept: dict[str, tuple[adbc.Connection, int]] = {}
+_IDLE_KEPT = 8  # idle connections kept per URL, readers and control plane alike
+_kept_lock = threading.Lock()
+_TYPES_MARK = "SELECT max(oid)::bigint FROM pg_type"
+
+
+def _types_mark(conn: adbc.Connection) -> int:
+    with conn.cursor() as cur:
+        cur.execute(_TYPES_MARK)
+        mark = cur.fetchone()[0]
+    conn.commit()
+    return mark
+
+
+def _clone(conninfo: str) -> adbc.Connection:
+    """A connection sharing a kept ADBC database whose types are current."""
+    with _kept_lock:
+        kept = _kept.get(conninfo)
+        if kept is None:
+            base = adbc.connect(conninfo)
+            kept = _kept[conninfo] = (base, _types_mark(base))
+    conn = kept[0].adbc_clone()
+    try:
+        if _types_mark(conn) == kept[1]:
+            return conn
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()
+    with _kept_lock:
+        if _kept.get(conninfo) is kept:
+            del _kept[conninfo]
+            kept[0].close()
+    return _clone(conninfo)
+
+
+_idle_readers: dict[str, list[adbc.Connection]] = {}
+
+
+def _idle_reader(conninfo: str) -> adbc.Connection | None:
+    """A kept reader connection, alive and knowing the current types; None if none is."""
+    while True:
+        with _kept_lock:
+            idle = _idle_readers.get(conninfo)
+            conn = idle.pop() if idle else None
+            kept = _kept.get(conninfo)
+        if conn is None:
+            return None
+        try:
+            if kept is not None and _types_mark(conn) == kept[1]:
+                return conn
+        except Exception:
+            pass  # ended by the server since: drop it
+        conn.close()
+
+
+def adbc_connect(url: str, statement_timeout_seconds: float | None = None) -> adbc.Connection:
+    """A read-only ADBC connection for the Arrow data path; give it back with adbc_release."""
+    conninfo = reader_conninfo(url)
+    conn = _idle_reader(conninfo)
+    if conn is None:
+        try:
+            conn = _clone(conninfo)
+        except Exception as exc:
+            raise SourceUnavailable("the database could not be reached", detail=str(exc)) from exc
+    conn.exportflow_conninfo = conninfo
+    ms = max(1, round(statement_timeout_seconds * 1000)) if statement_timeout_seconds else 0
+    with conn.cursor() as cur:
+        cur.execute(f"SET statement_timeout = {ms}")  # 0: none, whatever a last user set
+    conn.commit()  # a later rollback must not undo it
+    return conn
+
+
+def adbc_release(conn: adbc.Connection) -> None:
+    """Keep a reader connection for the next export, or close it."""
+    conninfo = getattr(conn, "exportflow_conninfo", None)
+    try:
+        conn.rollback()
+    except Exception:
+        conninfo = None  # ended mid-use: not worth keeping
+    with _kept_lock:
+        idle = _idle_readers.setdefault(conninfo, []) if conninfo else None
+        if idle is not None and len(idle) < _IDLE_KEPT:
+            idle.append(conn)
+            return
+    conn.close()
+
+
+# Idle control-plane connections kept per URL: a new one costs 5-10 ms, and a direct export
+# or a status poll makes two to four short transactions.
+_idle: dict[str, list[psycopg.Connection]] = {}
+_idle_lock = threading.Lock()
+
+
+def _reusable(conn: psycopg.Connection) -> bool:
+    """Alive and outside any transaction (a server restart leaves it broken)."""
+    if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    try:
+        conn.execute("")  # one round trip: cheaper than a new connection, and sure
+        return True
+    except psycopg.Error:
+        return False
+
+
+@contextlib.contextmanager
+def pooled(url: str) -> Iterator[psycopg.Connection]:
+    """pg_connect's transaction (committed on success, rolled back on error) on a kept
+    connection when one is idle and alive."""
+    conn = None
+    while conn is None:
+        with _idle_lock:
+            kept = _idle.get(url) and _idle[url].pop()
+        if not kept:
+            break
+        if _reusable(kept):
+            conn = kept
+        else:
+            kept.close()
+    if conn is None:
+        try:
+            # Autocommit, so that the check above opens no transaction: the block's own
+            # BEGIN and COMMIT come from conn.transaction().
+            conn = psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailable("the database could not be reached", detail=str(exc)) from exc
+    try:
+        with conn.transaction():
+            yield conn
+    except BaseException:
+        conn.close()  # whatever failed may have left it unusable
+        raise
+    with _idle_lock:
+        idle = _idle.setdefault(url, [])
+        if len(idle) < _IDLE_KEPT:
+            idle.append(conn)
+            return
+    conn.close()
