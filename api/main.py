@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     # are opened by the lifespan, so importing this module needs no database.
     settings.secret(DOWNLOAD_PURPOSE)  # ConfigError for the default secret in production
     verifier = TokenVerifier(settings)
-    runs = Orchestrator()  # the Prefect settings in force where the app is created
+    # The Prefect settings in force where the app is created.
+    runs = Orchestrator(cache_seconds=settings.run_state_cache_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

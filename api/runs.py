@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -22,6 +23,7 @@ log = logging.getLogger("api")
 READ_TIMEOUT_SECONDS = 3.0
 WRITE_TIMEOUT_SECONDS = 10.0
 CANCEL_MESSAGE = "cancelled by request"
+STATES_KEPT = 10_000
 
 
 class Orchestrator:
@@ -33,9 +35,13 @@ class Orchestrator:
     # temporary server inside this process: the API never does that, it reports Prefect
     # as not configured instead.
 
-    def __init__(self, context: SettingsContext | None = None) -> None:
+    def __init__(self, context: SettingsContext | None = None, cache_seconds: float = 0) -> None:
         self.context = context or SettingsContext.get()
         self._kept: PrefectClient | None = None
+        # Clients poll a running export several times a second; its run's state changes
+        # a handful of times in its life, while its progress comes from the row each time.
+        self.cache_seconds = cache_seconds
+        self._states: dict[uuid.UUID, tuple[float, State | None]] = {}
 
     @contextlib.asynccontextmanager
     async def kept_open(self) -> AsyncIterator[None]:
@@ -78,7 +84,20 @@ class Orchestrator:
             raise failure
 
     async def read_state(self, flow_run_id: uuid.UUID) -> State | None:
-        """The run's state; None when Prefect does not know the run or cannot be reached."""
+        """The run's state, at most cache_seconds old; None when Prefect does not know the
+        run or cannot be reached."""
+        now = time.monotonic()
+        seen = self._states.get(flow_run_id)
+        if seen is not None and now - seen[0] < self.cache_seconds:
+            return seen[1]
+        state = await self._read_state(flow_run_id)
+        if self.cache_seconds > 0:
+            if len(self._states) >= STATES_KEPT:
+                self._states.clear()  # many runs polled at once: start again, stay bounded
+            self._states[flow_run_id] = (now, state)
+        return state
+
+    async def _read_state(self, flow_run_id: uuid.UUID) -> State | None:
         try:
             with anyio.fail_after(READ_TIMEOUT_SECONDS):
                 async with self.client() as client:
@@ -92,6 +111,7 @@ class Orchestrator:
     async def cancel_run(self, flow_run_id: uuid.UUID) -> bool:
         """Cancel the run; True when it is Cancelling and its flow's hook will end the job."""
         # False (never started, already ended, unknown): the caller ends the job itself.
+        self._states.pop(flow_run_id, None)  # the next poll sees the cancellation
         try:
             with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
                 async with self.client() as client:

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "INFO", pattern=r"(?i)^(debug|info|warning|error)$", description="Least severe level kept."
     )
+    run_state_cache_seconds: float = Field(
+        1.0, ge=0, description="How old a run's Prefect state a status poll may report."
+    )
     max_body_bytes: int = Field(
         1 << 20, ge=1, description="Largest request body the API reads; a larger one is a 413."
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.states import Running, Scheduled
+from prefect.states import Pending, Running, Scheduled
 
 from flows.control.database import pg_connect
 from tests.api.conftest import completed_job, new_job, user_id
@@ -213,6 +214,19 @@ def test_status_follows_the_flow_run(client, rt, user, harness):
     job, _ = with_run(rt, uid, Running())
     body = client.get(f"/api/exports/{job.id}", headers=headers).json()
     assert (body["status"], body["stateName"]) == ("processing", "Running")
+
+
+def test_a_state_change_shows_once_the_cached_state_is_a_second_old(client, rt, user, harness):
+    uid, headers = user
+    job, run_id = with_run(rt, uid, Pending())
+    poll = lambda: client.get(f"/api/exports/{job.id}", headers=headers).json()["stateName"]  # noqa: E731
+    assert poll() == "Pending"
+    with get_client(sync_client=True) as c:
+        c.set_flow_run_state(run_id, Running(), force=True)
+    # Several polls a second cost one read of Prefect; the row's progress is read each time.
+    assert poll() == "Pending"
+    time.sleep(client.app.state.services.settings.run_state_cache_seconds)
+    assert poll() == "Running"
 
 
 def test_prefect_unreachable_reports_the_row(create_app, api_settings, rt, user, harness):
