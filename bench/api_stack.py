@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
 # The API counts every export against the user's hourly limit (default 10): the benchmark
@@ -22,33 +21,11 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def database_url(server_url: str, name: str) -> str:
-    """The server URL pointing at database `name`."""
-    return urlunsplit(urlsplit(server_url)._replace(path="/" + name))
-
-
 def ensure_database(server_url: str, name: str, rows: int) -> str:
-    """Create database `name` if absent; seed `rows` products unless it already holds them."""
-    import psycopg
+    """Database `name` with `rows` products, created and seeded once (as bench_export's)."""
+    from bench_export import ensure_database as ensure
 
-    from flows.control.migrate import migrate
-    from flows.tools.seed import seed
-
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            log(f"creating database {name}")
-            conn.execute(f'CREATE DATABASE "{name}"')
-    url = database_url(server_url, name)
-    migrate(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        have = None
-        if conn.execute("SELECT to_regclass('public.products')").fetchone()[0]:
-            have = conn.execute("SELECT count(*) FROM products").fetchone()[0]
-        if have != rows:
-            log(f"seeding {rows:,} products into {name} (had {have})")
-            seed(url, rows=rows)
-            conn.execute("VACUUM ANALYZE products")
-    return url
+    return ensure(server_url, rows, name)
 
 
 class Stack:

@@ -66,14 +66,15 @@ def database_url(server_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-def ensure_database(server_url: str, rows: int) -> str:
-    """Create exportflow_bench_<size> if absent; seed it if products is missing or differs."""
+def ensure_database(server_url: str, rows: int, name: str | None = None) -> str:
+    """Create `name` (exportflow_bench_<size>) if absent; seed it if products is missing or
+    differs."""
     import psycopg
 
     from flows.control.migrate import migrate
     from flows.tools.seed import seed
 
-    name = f"exportflow_bench_{size_label(rows)}"
+    name = name or f"exportflow_bench_{size_label(rows)}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             log(f"creating database {name}")
