@@ -204,12 +204,13 @@ class TableLock:
         self.conn.close()
 
 
-def lock_when(url: str, ready, attempts: int = 40, settle: float = 1.0) -> TableLock:
+def lock_when(url: str, ready, attempts: int = 100, settle: float = 0.3) -> TableLock:
     """Lock `products` at a moment when `ready(kinds of waiting statements)` holds.
 
     A lock taken while the flow itself probes the next bound catches no chunk read; it is
-    released and taken again a little later, so a fault lands on a chunk task."""
-    for _ in range(attempts):
+    released and taken again a little later, so a fault lands on a chunk task. A chunk read
+    takes milliseconds: the pauses between tries vary, so that one lands before a read."""
+    for attempt in range(attempts):
         lock = TableLock(url)
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
@@ -217,7 +218,7 @@ def lock_when(url: str, ready, attempts: int = 40, settle: float = 1.0) -> Table
                 return lock
             time.sleep(0.02)
         lock.release()
-        time.sleep(0.05)
+        time.sleep(0.005 * (attempt % 20))
     raise AssertionError(f"no chunk read was waiting on the lock in {attempts} tries")
 
 
