@@ -13,7 +13,7 @@ from api import errors, logs, metrics
 from api.auth import TokenVerifier
 from api.body_limit import BodyLimit
 from api.deps import Services
-from api.routes import downloads, exports, health, submit
+from api.routes import dev, downloads, exports, health, modules, preview, submit
 from api.routes import metrics as metrics_route
 from api.runs import Orchestrator
 from flows.control.database import database_url
@@ -75,7 +75,9 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     # Added last, so outermost: CORS answers (preflights too) also carry the request id.
     app.add_middleware(logs.RequestContext)
     errors.install(app)
-    for module in (health, metrics_route, exports, submit, downloads):
+    routes = [health, metrics_route, modules, exports, preview, submit, downloads]
+    # Tokens for the asking only on a development machine: elsewhere the path is a 404.
+    for module in routes + ([dev] if settings.env == "development" else []):
         app.include_router(module.router)
     return app
 

@@ -81,6 +81,63 @@ class ErrorBody(Body):
     error: ErrorDetail
 
 
+class ModuleColumn(Body):
+    """A column the caller may export and filter on, with what its values are."""
+
+    name: str
+    label: str
+    type: str
+    category: str
+    labels: list[str] | None
+    filterable: bool
+
+
+class Module(Body):
+    """A module the caller may export; `columns` in export order, sensitive ones left out."""
+
+    name: str
+    label: str
+    key: str
+    date_column: str | None
+    columns: list[ModuleColumn]
+
+
+class ModuleLimits(Body):
+    """The bounds an export request must keep, and where the strategies change."""
+
+    direct_max_rows: int
+    stream_max_rows: int
+    max_ids: int
+    max_columns: int
+    max_filters: int
+
+
+class Modules(Body):
+    """What the export page offers the caller."""
+
+    modules: list[Module]
+    operators: list[str]
+    limits: ModuleLimits
+
+
+class Preview(Body):
+    """What an export with these options would be: its rows, strategy and file name."""
+
+    total_rows: int
+    strategy: Literal["direct", "stream", "background"]
+    format: Literal["csv", "xlsx"]
+    filename: str
+
+
+class DevToken(Body):
+    """A development token holding every module's permission."""
+
+    token: str
+    user: str
+    permissions: list[str]
+    expires_at: datetime
+
+
 class Index(Body):
     """What this service is and where to look next."""
 

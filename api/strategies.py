@@ -20,8 +20,8 @@ from api.deps import Services
 from flows.control.errors import ExportflowError, SourceTimeout
 from flows.control.jobs import Job
 from flows.datapath.deadline import Deadline
-from flows.datapath.engine import ExportResult, export
-from flows.datapath.request import ExportPlan
+from flows.datapath.engine import ExportResult, count_rows, export
+from flows.datapath.request import Caller, ExportPlan, ExportRequest, plan_export
 from flows.datapath.writers import file_extension
 from flows.orchestration.submit import submit_and_attach
 
@@ -30,6 +30,19 @@ log = logging.getLogger("api")
 END = object()  # the producer is done and every chunk was taken
 GONE = "the client disconnected before the file was sent"
 QUEUE_CHUNKS = 8  # chunks written ahead of the client; the engine waits beyond this
+NARROW = "narrow the export with a filter, a date range or selected ids"
+
+
+async def plan_and_count(
+    services: Services, req: ExportRequest, caller: Caller
+) -> tuple[ExportPlan, int]:
+    """The engine's plan for `req` (its 4xx errors) and the rows it selects."""
+    plan = plan_export(req, services.rt.registry, services.settings, caller)
+    # The client waits for the count whatever the strategy: it gets the direct limit.
+    limit = services.settings.direct_timeout_seconds
+    counting = Deadline.after(limit, f"counting the rows took longer than {limit:g} s; {NARROW}")
+    total = await to_thread.run_sync(count_rows, services.rt.source_url, plan, counting)
+    return plan, total
 
 
 def choose(total: int, background: bool, services: Services) -> str:

@@ -17,9 +17,6 @@ from api.schemas import Accepted, ErrorBody
 from flows.control.admission import Limits, admit
 from flows.control.errors import InvalidRequest
 from flows.control.jobs import Job
-from flows.datapath.deadline import Deadline
-from flows.datapath.engine import count_rows
-from flows.datapath.request import plan_export
 from flows.datapath.writers import XLSX_MEDIA_TYPE, media_type
 
 ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 429, 503, 504)}
@@ -60,7 +57,6 @@ class ReadableBody(APIRoute):
         return route
 
 
-NARROW = "narrow the export with a filter, a date range or selected ids"
 router = APIRouter(tags=["exports"], responses=ERRORS, route_class=ReadableBody)
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
 
@@ -95,11 +91,7 @@ async def submit_export(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Export `module`: the file itself up to the stream limit, else a job to poll."""
-    plan = plan_export(to_request(module, body), services.rt.registry, services.settings, caller)
-    # The client waits for the count whatever the strategy: it gets the direct limit.
-    limit = services.settings.direct_timeout_seconds
-    counting = Deadline.after(limit, f"counting the rows took longer than {limit:g} s; {NARROW}")
-    total = await to_thread.run_sync(count_rows, services.rt.source_url, plan, counting)
+    plan, total = await strategies.plan_and_count(services, to_request(module, body), caller)
     # A keyed request must be answerable again later, so it is always a job.
     wanted = body.mode == "background" or idempotency_key is not None
     strategy = strategies.choose(total, wanted, services)

@@ -19,6 +19,11 @@ FREE_TEXT_TYPES = frozenset({"json", "jsonb", "xml"})
 
 
 _STRING_TYPES = frozenset({"text", "character varying", "character", "name", "citext"})
+_INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
+# What a front end needs to pick an input for a value: the category letter refined by type.
+_KINDS = {"S": "text", "B": "boolean", "E": "enum"}
+_TIMES = dict.fromkeys(("timestamp with time zone", "timestamp without time zone"), "timestamp")
+_USER_KINDS = {"uuid": "uuid", "json": "json", "jsonb": "json"}
 
 
 class ColumnType(BaseModel):
@@ -51,6 +56,17 @@ class ColumnType(BaseModel):
         (and so may start a formula in a spreadsheet)."""
         return self.category in FREE_TEXT_CATEGORIES or self.base_type in FREE_TEXT_TYPES
 
+    @property
+    def kind(self) -> str:
+        """text, integer, decimal, boolean, date, timestamp, uuid, json, enum or other."""
+        if self.category == "N":
+            return "integer" if self.base_type in _INTEGER_TYPES else "decimal"
+        if self.category == "D":  # time of day is a D too, with no date to pick
+            return "date" if self.base_type == "date" else _TIMES.get(self.base_type, "other")
+        if self.category == "U":
+            return _USER_KINDS.get(self.base_type, "other")
+        return _KINDS.get(self.category, "other")
+
 
 class Column(ColumnType):
     """One exportable column: its name, label and type (filled from the catalog)."""
@@ -65,6 +81,8 @@ class Dataset(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = ""
+    # Display only: left out of dumps, so plan fingerprints (and resumable chunks) keep.
+    label: str | None = Field(None, exclude=True, description="Shown to users; else the name.")
     table: str
     relation: str = Field(
         "", description="The table as the catalog names it, quoted; set at check."

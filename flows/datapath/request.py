@@ -153,6 +153,16 @@ class Caller:
 OPERATOR = Caller("operator")
 
 
+def may_export(caller: Caller, ds: Dataset) -> bool:
+    """Whether `caller` may export `ds` (the one rule listing and planning share)."""
+    return caller.may(ds.permission)
+
+
+def readable_modules(registry: Registry, caller: Caller) -> list[Dataset]:
+    """The modules `caller` may export, in the dataset file's order."""
+    return [ds for ds in registry.modules.values() if may_export(caller, ds)]
+
+
 def plan_export(
     req: ExportRequest, registry: Registry, settings: Settings, caller: Caller = OPERATOR
 ) -> ExportPlan:
@@ -162,7 +172,7 @@ def plan_export(
     if ds is None:
         known = ", ".join(sorted(registry.modules))
         raise errors.UnknownModule(f"unknown module {req.module!r}; choose one of: {known}")
-    if not caller.may(ds.permission):
+    if not may_export(caller, ds):
         raise errors.PermissionDenied(
             f"your token does not carry {ds.permission!r}, needed to export {req.module!r}"
         )

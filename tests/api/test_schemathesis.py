@@ -12,6 +12,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -23,7 +24,7 @@ from flows.control.registry import load_registry
 from flows.control.settings import DEMO_DATASETS
 from flows.control.settings import get_settings as cached_settings
 from flows.orchestration.export_flow import export_flow
-from tests.api.conftest import LoopbackServer, user_id
+from tests.api.conftest import JWT_SECRET, SECRET, LoopbackServer, user_id
 
 CHECKS = [
     not_a_server_error,
@@ -45,7 +46,10 @@ def openapi_document() -> dict:
         cached_settings.cache_clear()
         from api.main import create_app
 
-        document = create_app().openapi()
+        # Production, as the server under test runs: no development-only operations.
+        secrets = {"secret_key": SecretStr(SECRET), "jwt_secret": SecretStr(JWT_SECRET)}
+        production = cached_settings().model_copy(update={"env": "production", **secrets})
+        document = create_app(production).openapi()
     cached_settings.cache_clear()
     return document
 
