@@ -12,7 +12,7 @@ import jwt
 from api.errors import AuthUnavailable, Unauthorized
 from flows.control.settings import Settings
 from flows.control.tokens import token_secret
-from flows.datapath.request import Caller
+from flows.datapath.access import Caller
 
 SHARED = ("HS256",)
 PUBLIC = ("RS256", "ES256")

@@ -14,7 +14,7 @@ from flows.control.jobs import JobStore
 from flows.control.logs import bind
 from flows.control.settings import Settings
 from flows.control.storage import Storage
-from flows.datapath.request import Caller
+from flows.datapath.access import Caller
 from flows.orchestration.runtime import Runtime
 
 

@@ -19,9 +19,10 @@ from anyio import to_thread
 from api.deps import Services
 from flows.control.errors import ExportflowError, SourceTimeout
 from flows.control.jobs import Job
+from flows.datapath.access import Caller
 from flows.datapath.deadline import Deadline
 from flows.datapath.engine import ExportResult, count_rows, export
-from flows.datapath.request import Caller, ExportPlan, ExportRequest, plan_export
+from flows.datapath.request import ExportPlan, ExportRequest, plan_export
 from flows.datapath.writers import file_extension
 from flows.orchestration.submit import submit_and_attach
 

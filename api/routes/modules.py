@@ -8,7 +8,8 @@ from api.deps import CallerDep, ServicesDep
 from api.schemas import ErrorBody, Module, ModuleColumn, ModuleLimits, Modules
 from flows.control.registry import Dataset
 from flows.control.settings import Settings
-from flows.datapath.request import OPERATORS, readable_modules
+from flows.datapath.access import readable_modules
+from flows.datapath.request import OPERATORS
 
 router = APIRouter(tags=["modules"], responses={401: {"model": ErrorBody}})
 

@@ -11,7 +11,6 @@ cannot convert to is refused at planning (invalid_timezone).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
@@ -22,6 +21,7 @@ from flows.control import errors
 from flows.control.registry import Column, Dataset, Registry
 from flows.control.settings import Settings
 from flows.datapath import values as typed
+from flows.datapath.access import OPERATOR, Caller, may_export
 
 Format = Literal["csv", "xlsx"]
 Operator = Literal["eq", "in", "gte", "lte", "contains"]
@@ -135,32 +135,6 @@ def parse_request(data: dict[str, Any]) -> ExportRequest:
         return ExportRequest.model_validate(data)
     except ValidationError as exc:
         raise invalid(exc) from None
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asks: a user id and the permissions their token carries (None: every
-    permission, as for an operator at the command line)."""
-
-    user_id: str
-    permissions: frozenset[str] | None = None
-
-    def may(self, permission: str) -> bool:
-        """Whether the caller holds `permission`."""
-        return self.permissions is None or permission in self.permissions
-
-
-OPERATOR = Caller("operator")
-
-
-def may_export(caller: Caller, ds: Dataset) -> bool:
-    """Whether `caller` may export `ds` (the one rule listing and planning share)."""
-    return caller.may(ds.permission)
-
-
-def readable_modules(registry: Registry, caller: Caller) -> list[Dataset]:
-    """The modules `caller` may export, in the dataset file's order."""
-    return [ds for ds in registry.modules.values() if may_export(caller, ds)]
 
 
 def plan_export(

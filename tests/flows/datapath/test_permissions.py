@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flows.control.errors import PermissionDenied, UnknownModule
-from flows.datapath.request import OPERATOR, Caller, parse_request, plan_export
+from flows.datapath.access import OPERATOR, Caller
+from flows.datapath.request import parse_request, plan_export
 from tests.flows.helpers import limits
 
 
