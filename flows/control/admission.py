@@ -12,7 +12,7 @@ from typing import Any
 from psycopg.rows import class_row
 
 from flows.control.connections import pooled
-from flows.control.errors import RateLimited, TooManyActive
+from flows.control.errors import IdempotencyKeyReused, RateLimited, TooManyActive
 from flows.control.jobs import _ACTIVE_SQL, _COLUMNS, Job, JobStore, insert_job
 
 KEY_WINDOW = "interval '24 hours'"
@@ -46,6 +46,13 @@ def admit(
                 f" AND idempotency_key = %s AND created_at > now() - {KEY_WINDOW}",
                 (user_id, key),
             ).fetchone()
+            if found is not None and found.options != options:
+                # A key names one request: the same key with another body is a client bug,
+                # and answering with the old job would hand over the wrong file.
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key {key!r} was sent with a different request in the last"
+                    " 24 hours; send a new key for a new export"
+                )
             if found is not None:
                 return found, False
             # An older use of the key is past its window: the key is free again.

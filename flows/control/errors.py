@@ -98,6 +98,12 @@ class InvalidOption(InvalidRequest):
     code = "invalid_option"
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    """An Idempotency-Key already named a different request of the same user."""
+
+    code = "idempotency_key_reused"
+
+
 class InvalidOutput(InvalidRequest):
     """The output path cannot be written (missing folder, a folder, no permission)."""
 

@@ -239,6 +239,18 @@ def test_idempotency_key_returns_the_same_job(client, headers, user, api_setting
     assert len(rows_of(api_settings.database_url, user)) == 2
 
 
+def test_a_key_sent_with_another_request_is_a_422_and_creates_nothing(
+    client, headers, user, api_settings, deployment
+):
+    keyed = {**headers, "Idempotency-Key": "order-43"}
+    assert client.post("/api/products/export", json=first(5), headers=keyed).status_code == 202
+    other = client.post("/api/products/export", json=first(6), headers=keyed)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert "new key" in other.json()["error"]["message"]
+    assert len(rows_of(api_settings.database_url, user)) == 1
+
+
 def test_a_client_leaving_mid_stream_stops_the_reads(create_app, api_settings, rt, token, user):
     # Ten-row chunks over 2,000 rows: far more than the queue holds ahead of the client.
     settings = api_settings.model_copy(
