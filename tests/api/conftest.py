@@ -95,6 +95,12 @@ def user_id() -> str:
     return f"user-{time.monotonic_ns()}"
 
 
+@pytest.fixture
+def user() -> str:
+    """A user of this test alone, so its limits and jobs start from nothing."""
+    return user_id()
+
+
 def new_job(rt: Runtime, user: str, module: str = "tags", fmt: str = "csv") -> Job:
     """A pending background job of `user`."""
     options = {"module": module, "format": fmt}

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.api.conftest import LoopbackServer, user_id
+from tests.api.conftest import LoopbackServer
 
 LIMIT = 4096
 PERMS = ("products:read",)
@@ -31,11 +31,6 @@ def server(create_app, api_settings, rt):
     """The app as api.main builds it, with the limit registered as create_app does."""
     with LoopbackServer(create_app(api_settings, rt=rt)) as srv:
         yield srv
-
-
-@pytest.fixture
-def user():
-    return user_id()
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import re
 import psycopg
 import pytest
 
-from tests.api.conftest import user_id
-
 PREVIEW = "/api/products/export/preview"
 
 
@@ -19,11 +17,6 @@ def api_settings(api_settings):
     return api_settings.model_copy(
         update={"direct_max_rows": 10, "stream_max_rows": 100, "rate_limit_per_hour": 1}
     )
-
-
-@pytest.fixture
-def user():
-    return user_id()
 
 
 @pytest.fixture

@@ -11,14 +11,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import user_id
-
 PERMS = ("products:read",)
-
-
-@pytest.fixture
-def user() -> str:
-    return user_id()
 
 
 @pytest.fixture

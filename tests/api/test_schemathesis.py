@@ -24,7 +24,7 @@ from flows.control.registry import load_registry
 from flows.control.settings import DEMO_DATASETS
 from flows.control.settings import get_settings as cached_settings
 from flows.orchestration.export_flow import export_flow
-from tests.api.conftest import JWT_SECRET, SECRET, LoopbackServer, user_id
+from tests.api.conftest import JWT_SECRET, SECRET, LoopbackServer
 
 CHECKS = [
     not_a_server_error,
@@ -89,11 +89,6 @@ def server(harness, create_app, api_settings, rt):
     export_flow.to_deployment(name="export").apply()
     with LoopbackServer(create_app(api_settings, rt=rt)) as srv:
         yield srv
-
-
-@pytest.fixture
-def user():
-    return user_id()
 
 
 @pytest.fixture

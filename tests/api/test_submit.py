@@ -18,7 +18,7 @@ from flows.control.errors import InvalidRequest
 from flows.datapath.engine import export
 from flows.datapath.request import plan_export
 from flows.orchestration.export_flow import export_flow
-from tests.api.conftest import LoopbackServer, user_id
+from tests.api.conftest import LoopbackServer
 
 PERMS = ("products:read",)
 ALL = {"scope": "all"}
@@ -30,11 +30,6 @@ def api_settings(api_settings):
     return api_settings.model_copy(
         update={"direct_max_rows": 10, "stream_max_rows": 100, "rate_limit_per_hour": 1000}
     )
-
-
-@pytest.fixture
-def user():
-    return user_id()
 
 
 @pytest.fixture

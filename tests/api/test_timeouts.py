@@ -16,7 +16,7 @@ from api.strategies import END, QUEUE_CHUNKS, Pipe, deadline
 from flows.control.errors import SourceTimeout
 from flows.datapath.engine import export
 from flows.datapath.request import plan_export
-from tests.api.conftest import LoopbackServer, user_id
+from tests.api.conftest import LoopbackServer
 from tests.flows.helpers import TableLock, in_background, wait_for
 
 PERMS = ("products:read",)
@@ -75,11 +75,6 @@ def api_settings(api_settings):
     read runs with its own bound."""
     update = {**SMALL, "direct_timeout_seconds": 10, "stream_timeout_seconds": 10}
     return api_settings.model_copy(update=update)
-
-
-@pytest.fixture
-def user():
-    return user_id()
 
 
 @pytest.fixture
