@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 import re
 import shutil
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
+
+from flows.control.tokens import mint_token
 
 # The API tests' fixtures: the app factory, production-like settings, a runtime per test.
 from tests.api.conftest import LoopbackServer, api_settings, create_app, rt  # noqa: F401
@@ -146,6 +149,38 @@ def test_errors_show_next_to_their_field(page):
     page.get_by_role("button", name="Export", exact=True).click()
     expect(page.locator("#filters-field .error")).to_contain_text("[invalid_filter_value]")
     expect(page.get_by_role("status")).to_have_text("The export was not started.")
+
+
+def test_a_pasted_token_signs_in_and_the_rate_limit_says_when_to_try_again(
+    create_app,  # noqa: F811 (the fixtures imported above)
+    api_settings,  # noqa: F811
+    rt,  # noqa: F811
+    browser,
+):
+    port = free_port()
+    settings = api_settings.model_copy(
+        update={"public_api_url": f"http://127.0.0.1:{port}", "rate_limit_per_hour": 1}
+    )
+    user = f"page-{time.monotonic_ns()}"
+    token = mint_token(settings, user, ["tags:read"], 600)
+    with LoopbackServer(create_app(settings, rt=rt), port) as s:
+        context = browser.new_context(base_url=s.url, accept_downloads=True, locale="en-US")
+        page = context.new_page()
+        page.goto("/")
+        # Production: no development token is offered, a pasted one is the way in.
+        expect(page.get_by_label("Access token")).to_be_visible()
+        expect(page.get_by_role("button", name="Use development token")).to_be_hidden()
+        page.get_by_label("Access token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="New export")).to_be_visible()
+        expect(page.get_by_label("What to export").locator("option")).to_have_count(1)
+        with page.expect_download():
+            page.get_by_role("button", name="Export", exact=True).click()
+        page.get_by_role("button", name="Export", exact=True).click()
+        error = page.locator("#form-error")
+        expect(error).to_contain_text("[rate_limited]")
+        expect(error).to_contain_text(re.compile(r"try again after \d{1,2}:\d{2}"))
+        context.close()
 
 
 def focused_id(page: Page) -> str:
