@@ -22,6 +22,9 @@ class Fallback(Mount):
     """
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        # Files are only read: `POST /api/nowhere` stays the router's 404, not a 405.
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
+            return Match.NONE, {}
         match, child = super().matches(scope)
         return (Match.PARTIAL if match == Match.FULL else match), child
 

@@ -51,6 +51,8 @@ def test_unknown_paths_keep_the_json_error_shape(client):
         resp = client.get(path)
         assert resp.status_code == 404
         assert resp.json()["error"]["code"] == "not_found"
+    resp = client.post("/api/nothing-here", json={})
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
     # A path the API owns keeps its 405 and its own Allow header: the page stays behind it.
     resp = client.get("/api/tags/export")
     assert resp.status_code == 405 and resp.headers["allow"] == "POST"
