@@ -26,11 +26,13 @@ demo: install  ## embedded PostgreSQL, demo data, a CSV and an XLSX export, then
 
 test: install  ## the suite, against EXPORTFLOW_TEST_DATABASE_URL or an embedded PostgreSQL
 	$(BIN)/ruff check .
-	@# CI installs LibreOffice, runs as root and has a full PostgreSQL: it runs everything.
+	@# CI installs LibreOffice and Chromium, runs as root and has a full PostgreSQL: it runs everything.
 	@# A machine with only Python runs the rest and says what it left out.
 	@skip=""; \
 	if [ -z "$$CI" ] && ! command -v soffice >/dev/null; then skip="$$skip and not libreoffice"; \
 		echo "deselected: LibreOffice read-back (apt-get install libreoffice-calc-nogui)"; fi; \
+	if [ -z "$$CI" ] && [ ! -x /usr/bin/chromium ]; then skip="$$skip and not browser"; \
+		echo "deselected: export page tests in a browser (apt-get install chromium)"; fi; \
 	if [ -z "$$CI" ] && [ "$$(id -u)" != 0 ]; then skip="$$skip and not root"; \
 		echo "deselected: storage-full tests on a tmpfs (they need root)"; fi; \
 	if [ -z "$$CI" ] && [ -z "$$EXPORTFLOW_TEST_DATABASE_URL" ]; then skip="$$skip and not contrib"; \

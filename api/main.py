@@ -13,6 +13,7 @@ from api import errors, logs, metrics
 from api.auth import TokenVerifier
 from api.body_limit import BodyLimit
 from api.deps import Services
+from api.page import mount_page
 from api.routes import dev, downloads, exports, health, modules, preview, submit
 from api.routes import metrics as metrics_route
 from api.runs import Orchestrator
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     # Tokens for the asking only on a development machine: elsewhere the path is a 404.
     for module in routes + ([dev] if settings.env == "development" else []):
         app.include_router(module.router)
+    # The export page: plain HTML, CSS and ES modules as they are (no build step).
+    mount_page(app)
     return app
 
 

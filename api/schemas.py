@@ -142,6 +142,7 @@ class Index(Body):
     """What this service is and where to look next."""
 
     service: str
+    page: str
     docs: str
     health: str
     ready: str

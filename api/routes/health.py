@@ -1,4 +1,4 @@
-"""Liveness, readiness and the index page; no authentication."""
+"""Liveness, readiness and the API's index; no authentication (the export page is static)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ CHECK_TIMEOUT_SECONDS = 3.0
 STORAGE_PROBE = "exports/.readyz"
 
 
-@router.get("/", response_model=Index)
+@router.get("/api", response_model=Index)
 def index() -> Index:
     """What this service is and where to look next."""
     return Index(
         service="exportflow",
+        page="/",
         docs="/docs",
         health="/healthz",
         ready="/readyz",

@@ -273,6 +273,7 @@ def up(settings: Settings) -> int:
         print(f"Prefect UI:  {prefect_url(settings)}", flush=True)
         if api_available():
             print(f"API:         {api_url(settings)}", flush=True)
+            print(f"Export page: {api_url(settings)}/", flush=True)
             _print_token(settings, registry)
         else:
             print(f"API:         skipped ({API_MODULE} does not exist yet)", flush=True)

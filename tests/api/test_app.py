@@ -33,10 +33,30 @@ def test_lifespan_builds_the_runtime_from_settings(create_app, api_settings):
         assert "tags" in c.app.state.services.rt.registry.modules
 
 
-def test_index_and_health_need_no_token(client):
-    assert client.get("/").status_code == 200
-    assert client.get("/").json()["service"] == "exportflow"
+def test_page_index_and_health_need_no_token(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="app.js">' in page.text
+    script = client.get("/app.js").headers["content-type"]
+    assert script.startswith(("text/javascript", "application/javascript"))
+    assert client.get("/api").json()["service"] == "exportflow"
+    assert client.get("/api").json()["page"] == "/"
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_unknown_paths_keep_the_json_error_shape(client):
+    # The page is mounted at /, so an unknown path reaches it: still the API's error body.
+    for path in ("/nothing-here.js", "/api/nothing-here"):
+        resp = client.get(path)
+        assert resp.status_code == 404
+        assert resp.json()["error"]["code"] == "not_found"
+    resp = client.post("/api/nothing-here", json={})
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
+    # A path the API owns keeps its 405 and its own Allow header: the page stays behind it.
+    resp = client.get("/api/tags/export")
+    assert resp.status_code == 405 and resp.headers["allow"] == "POST"
+    assert resp.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_ready_when_every_part_answers(client, harness):

@@ -154,3 +154,19 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
             p.kill()
         print(s.output())
         assert not alive, f"left running after `exportflow up` stopped: {alive}"
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (which downloads no browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
+        )
+        yield b
+        b.close()
