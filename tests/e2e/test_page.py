@@ -4,6 +4,7 @@ what a person sees, clicks and downloads."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 import time
@@ -229,10 +230,13 @@ def serious(results) -> list[str]:
 
 
 def screenshot(page: Page, tmp_path: Path, name: str) -> None:
+    """Saved with the test's output; EXPORTFLOW_UPDATE_SCREENSHOTS=1 also refreshes the
+    README's copies (they show times, so every run would change them)."""
     path = tmp_path / name
     page.screenshot(path=path, full_page=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, SCREENSHOTS / name)
+    if os.environ.get("EXPORTFLOW_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / name)
 
 
 def test_accessible_in_light_and_dark_and_at_phone_width(page, tmp_path):
