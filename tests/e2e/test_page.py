@@ -28,14 +28,16 @@ TAG_COLUMNS = ["id", "name", "slug", "color", "usage_count"]
 
 
 @pytest.fixture
-def server(create_app, api_settings, rt):  # noqa: F811 (the fixtures imported above)
-    """The app in development (the token button), serving the page on a loopback port."""
+def server(request, create_app, api_settings, rt):  # noqa: F811 (the fixtures imported above)
+    """The app in development (the token button), serving the page on a loopback port;
+    a test may change settings through `parametrize("server", [{...}], indirect=True)`."""
     port = free_port()
     settings = api_settings.model_copy(
         update={
             "env": "development",
             "public_api_url": f"http://127.0.0.1:{port}",
             "rate_limit_per_hour": 1000,
+            **getattr(request, "param", {}),
         }
     )
     with LoopbackServer(create_app(settings, rt=rt), port) as s:
@@ -94,6 +96,32 @@ def test_the_token_stays_out_of_urls_and_sign_in_comes_back_after_a_401(page):
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.locator("#token-error")).to_contain_text("Please sign in again")
     assert page.evaluate("sessionStorage.getItem('exportflow.token')") is None
+
+
+def downloaded_rows(page: Page, tmp_path: Path) -> tuple[str, list[str], list[list[str]]]:
+    """Export, save the download: (its file name, the header, the rows)."""
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export", exact=True).click()
+    download = info.value
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        header, *body = list(csv.reader(f))
+    return download.suggested_filename, header, body
+
+
+@pytest.mark.parametrize("server", [{"direct_max_rows": 10}], indirect=True)
+def test_a_streamed_csv_download_holds_the_table(page, server, db_url, tmp_path):
+    sign_in(page)
+    choose_tag_columns(page)
+    expected = tag_rows(db_url)
+    expect(page.locator("#preview")).to_contain_text(
+        f"{len(expected)} rows — streams as it downloads"
+    )
+    name, header, body = downloaded_rows(page, tmp_path)
+    assert header == ["ID", "Name", "Slug", "Colour", "Usage count"]
+    assert body == expected
+    expect(page.get_by_role("status")).to_have_text(f"Downloaded {name}.")
 
 
 def test_a_direct_csv_download_holds_the_table(page, server, db_url, tmp_path):
