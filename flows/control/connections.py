@@ -64,10 +64,11 @@ def _idle_reader(conninfo: str) -> adbc.Connection | None:
         if conn is None:
             return None
         try:
-            if kept is not None and _types_mark(conn) == kept[1]:
-                return conn
+            current = kept is not None and _types_mark(conn) == kept[1]
         except Exception:
-            pass  # ended by the server since: drop it
+            current = False  # ended by the server since: drop it
+        if current:
+            return conn
         conn.close()
 
 

@@ -98,15 +98,10 @@ class ConsoleHandler(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property
-    def stream(self):
-        """The current standard error."""
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        # StreamHandler assigns its stream; this handler always looks it up instead.
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the record to the standard error of this moment."""
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _is_console(handler: logging.Handler) -> bool:
