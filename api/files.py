@@ -48,12 +48,14 @@ def link_ttl(job: Job, settings: Settings, now: datetime | None = None) -> int:
     return max(1, ttl)
 
 
-def sign_link(job: Job, storage: Storage, settings: Settings) -> str:
-    """A fresh link to the job's file; Gone when the file is no longer in storage."""
+def sign_link(job: Job, storage: Storage, settings: Settings) -> tuple[str, int]:
+    """A fresh link to the job's file and its lifetime in seconds; Gone when the file is
+    no longer in storage."""
     key = check_downloadable(job)
     if not storage.exists(key):
         raise FileGone(FILE_GONE.format(id=job.id))
-    return storage.sign(key, link_ttl(job, settings), filename=friendly_name(job))
+    ttl = link_ttl(job, settings)
+    return storage.sign(key, ttl, filename=friendly_name(job)), ttl
 
 
 def job_id_of(key: str) -> uuid.UUID | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -90,7 +91,10 @@ def _refuse_nul(value: object, path: str) -> None:
     # Only JSON can carry it (a command line cannot); unchecked, the database refuses it
     # mid-query and the client would see a server error instead of what to change.
     if isinstance(value, str) and "\x00" in value:
-        raise InvalidRequest(f"{path}: contains U+0000 (a NUL character); remove it")
+        # FastAPI's own shape for a bad field, so a client places it as it places the others.
+        loc = ("body", *path.split("."))
+        msg = "contains U+0000 (a NUL character); remove it"
+        raise RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
     if isinstance(value, dict | list):
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:

@@ -51,6 +51,14 @@ class ExportStatus(Body):
     error: JobError | None
 
 
+class DownloadLink(Body):
+    """A fresh link to a finished export's file, for clients that open it themselves."""
+
+    url: str
+    filename: str
+    expires_at: datetime
+
+
 class ExportPage(Body):
     """A page of the caller's exports, newest first; `nextCursor` fetches the next one."""
 

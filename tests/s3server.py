@@ -121,6 +121,8 @@ def weed_command(
         f"-ip={HOST}",
         f"-ip.bind={HOST}",
         f"-s3.config={config}",
+        # Like a bucket nobody set CORS on: a page may open its links, never fetch them.
+        "-s3.allowedOrigins=https://no-cors.invalid",
         f"-master.port={p['master'][0]}",
         f"-master.port.grpc={p['master'][1]}",
         f"-volume.port={p['volume'][0]}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from anyio import to_thread
@@ -10,9 +11,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from api.deps import CallerDep, Services, ServicesDep
-from api.files import sign_link
+from api.files import friendly_name, sign_link
 from api.pagination import decode_cursor, encode_cursor
-from api.schemas import ErrorBody, ExportPage, ExportStatus, Status, status_view
+from api.schemas import DownloadLink, ErrorBody, ExportPage, ExportStatus, Status, status_view
 from api.status import export_status
 from flows.control.errors import JobNotFound
 from flows.control.jobs import ACTIVE, Job
@@ -127,8 +128,27 @@ async def delete_export(
 def download_export(job_id: uuid.UUID, services: ServicesDep, caller: CallerDep):
     """A redirect to a fresh link, valid for the link lifetime or the file's remaining life."""
     job = services.jobs.get_owned(job_id, caller.user_id)
-    url = sign_link(job, services.storage, services.settings)
+    url, _ = sign_link(job, services.storage, services.settings)
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/api/exports/{job_id}/link",
+    response_model=DownloadLink,
+    response_model_by_alias=True,
+    responses={
+        409: {"model": ErrorBody, "description": "No file yet"},
+        410: {"model": ErrorBody, "description": "The file expired"},
+    },
+)
+def link_export(job_id: uuid.UUID, response: Response, services: ServicesDep, caller: CallerDep):
+    """The same fresh link as the redirect, as JSON: a browser page opens it itself, since
+    following a redirect to another origin (S3) from script would need CORS on the bucket."""
+    job = services.jobs.get_owned(job_id, caller.user_id)
+    url, ttl = sign_link(job, services.storage, services.settings)
+    response.headers["Cache-Control"] = "no-store"
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+    return DownloadLink(url=url, filename=friendly_name(job), expires_at=expires_at)
 
 
 def _end_cancelled(services: Services, job: Job) -> None:

@@ -1,6 +1,6 @@
 // Saving what the server sends under the server's own file name.
 
-import { call } from "./api.js";
+import { json } from "./api.js";
 
 // `attachment; filename="tags-export-20240101T000000Z.csv"` (or RFC 5987's filename*).
 export function filenameOf(disposition, fallback) {
@@ -37,15 +37,11 @@ export async function saveResponse(resp, fallback) {
   return name;
 }
 
-// A finished background export: the API answers with a redirect to a signed link, which
-// needs no token. Only the link is wanted, so the body is not read: the browser's own
-// download then fetches the file from that link, resumable and without filling memory.
+// A finished background export: the API hands out a fresh signed link, which needs no
+// token. The browser's own download fetches it, resumable and without filling memory, and
+// from any origin (S3 included): navigating to a link needs no CORS, a fetch would.
 export async function saveJob(jobId) {
-  const controller = new AbortController();
-  const resp = await call(`/api/exports/${jobId}/download`, { signal: controller.signal });
-  const link = resp.url;
-  const name = filenameOf(resp.headers.get("Content-Disposition"), undefined);
-  controller.abort();
-  save(link, name);
-  return name;
+  const link = await json(`/api/exports/${jobId}/link`);
+  save(link.url, link.filename);
+  return link.filename;
 }

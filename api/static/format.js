@@ -37,6 +37,15 @@ export function dateTime(iso) {
   return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
+// For a table: the year only when it is not this one, so the columns stay narrow.
+export function shortDateTime(iso) {
+  if (!iso) return "–";
+  const when = new Date(iso);
+  const options = { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" };
+  if (when.getFullYear() !== new Date().getFullYear()) options.year = "numeric";
+  return when.toLocaleString(undefined, options);
+}
+
 // The server's strategy, as what will happen when the person presses Export.
 export const STRATEGY = {
   direct: "downloads now",
@@ -81,4 +90,11 @@ export function statusWords(job) {
 
 export function isActive(job) {
   return job.status === "pending" || job.status === "processing";
+}
+
+// The status endpoint reads the flow run's state only while the job's own record is still
+// open, so a final status with a state name is the run's word ahead of the record's (a
+// cancel under way): the record's ending, its error included, is yet to come.
+export function isSettled(job) {
+  return !isActive(job) && job.stateName == null;
 }

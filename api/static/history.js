@@ -30,11 +30,14 @@ export async function refresh() {
   }
   $("history-error").textContent = "";
   render(items);
-  if (items.some(fmt.isActive)) {
-    if (document.hidden) timer = "waiting";
-    else timer = setTimeout(refresh, REFRESH_MS);
-  }
+  if (items.some(fmt.isActive)) timer = setTimeout(tick, REFRESH_MS);
   return items;
+}
+
+// A tab hidden since the last refresh asks nothing; being shown again refreshes it.
+function tick() {
+  if (document.hidden) timer = "waiting";
+  else refresh();
 }
 
 function cell(text) {
@@ -70,15 +73,16 @@ function row(job) {
   const tr = document.createElement("tr");
   const what = `${job.module} export of ${fmt.dateTime(job.createdAt)}`;
   const status = cell(fmt.statusWords(job));
+  status.className = "state";
   if (job.error) status.title = `${job.error.message} [${job.error.code}]`;
   tr.append(
-    cell(fmt.dateTime(job.createdAt)),
+    cell(fmt.shortDateTime(job.createdAt)),
     cell(job.module),
     cell(job.format.toUpperCase()),
     status,
     cell(job.totalRows == null ? fmt.count(job.processedRows) : fmt.count(job.totalRows)),
     cell(fmt.bytes(job.fileBytes)),
-    cell(job.status === "completed" && job.expiresAt ? fmt.dateTime(job.expiresAt) : "–"),
+    cell(job.status === "completed" && job.expiresAt ? fmt.shortDateTime(job.expiresAt) : "–"),
   );
   const actions = document.createElement("td");
   actions.className = "actions";

@@ -71,10 +71,10 @@ async function poll(me) {
     render(job);
     if (job.status !== me.status) {
       me.status = job.status;
-      handlers.announce(`Export ${fmt.statusWords(job)}.`);
+      handlers.announce(`Export status: ${fmt.statusWords(job)}.`);
       handlers.changed();
     }
-    if (!fmt.isActive(job)) return;
+    if (fmt.isSettled(job)) return;
   } catch (err) {
     if (me !== current || err.status === 401) return;
     if (err.status === 404) {

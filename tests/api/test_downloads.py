@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import time
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -178,6 +178,27 @@ def test_resume_with_curl_is_byte_exact(app, rt, user, tmp_path):
     assert out.read_bytes() == DATA
 
 
+def test_the_link_as_json_names_the_file_and_when_the_link_expires(client, rt, user, auth):
+    uid, headers = user
+    job = completed_job(rt, uid, DATA)
+    before = datetime.now(UTC)
+    resp = client.get(f"/api/exports/{job.id}/link", headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["cache-control"] == "no-store"
+    link = resp.json()
+    assert link["filename"] == NAME.format(job.finished_at.astimezone(UTC))
+    expires_at = datetime.fromisoformat(link["expiresAt"])
+    assert (
+        before + timedelta(seconds=899) <= expires_at <= datetime.now(UTC) + timedelta(seconds=900)
+    )
+    assert client.get(local_path(link["url"])).content == DATA
+    # Another user's job is as unknown as a missing one; an unfinished one has no link.
+    stranger = auth(user_id())
+    assert client.get(f"/api/exports/{job.id}/link", headers=stranger).status_code == 404
+    pending = new_job(rt, uid)
+    assert client.get(f"/api/exports/{pending.id}/link", headers=headers).status_code == 409
+
+
 # --- S3: a presigned URL that names the saved file ---
 
 
@@ -193,7 +214,11 @@ def test_s3_download_redirects_to_a_presigned_url_with_the_name(
     job = completed_job(rt, uid, DATA)
     with TestClient(create_app(settings, rt=rt)) as c:
         url = link_of(c, job, headers)
+        link = c.get(f"/api/exports/{job.id}/link", headers=headers).json()
     assert url.startswith(settings.s3_endpoint_url)
+    # The JSON form, which the page opens itself.
+    assert link["url"].startswith(settings.s3_endpoint_url)
+    assert httpx.get(link["url"]).content == DATA
     query = parse_qs(urlsplit(url).query)
     assert query["X-Amz-Expires"] == ["60"]
     resp = httpx.get(url)

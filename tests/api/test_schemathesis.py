@@ -176,10 +176,11 @@ def test_a_nul_character_is_a_422_naming_the_field_and_no_job(
 ):
     resp = httpx.post(f"{server.url}/api/products/export", json=body, headers=headers)
     assert resp.status_code == 422, resp.text
+    message = "contains U+0000 (a NUL character); remove it"
     assert resp.json()["error"] == {
         "code": "invalid_request",
-        "message": f"{field}: contains U+0000 (a NUL character); remove it",
-        "details": None,
+        "message": f"body.{field}: {message}",
+        "details": {"fields": [{"field": f"body.{field}", "message": message}]},
     }
     with psycopg.connect(api_settings.database_url) as conn:
         assert conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,6 +158,7 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
 
 
 CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +172,13 @@ def browser():
         )
         yield b
         b.close()
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    """Saved with the test's output; EXPORTFLOW_UPDATE_SCREENSHOTS=1 also refreshes the
+    README's copies (they show times, so every run would change them)."""
+    path = tmp_path / name
+    page.screenshot(path=path, full_page=True)
+    if os.environ.get("EXPORTFLOW_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / name)

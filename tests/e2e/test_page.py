@@ -4,9 +4,8 @@ what a person sees, clicks and downloads."""
 from __future__ import annotations
 
 import csv
-import os
+import itertools
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -18,12 +17,18 @@ from playwright.sync_api import Page, expect
 from flows.control.tokens import mint_token
 
 # The API tests' fixtures: the app factory, production-like settings, a runtime per test.
-from tests.api.conftest import LoopbackServer, api_settings, create_app, rt  # noqa: F401
-from tests.e2e.conftest import free_port
+from tests.api.conftest import (  # noqa: F401
+    LoopbackServer,
+    api_settings,
+    create_app,
+    new_job,
+    rt,
+    user_id,
+)
+from tests.e2e.conftest import free_port, screenshot
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TAG_COLUMNS = ["id", "name", "slug", "color", "usage_count"]
 
 
@@ -179,6 +184,14 @@ def test_errors_show_next_to_their_field(page):
     expect(page.locator("#filters-field .error")).to_contain_text("[invalid_filter_value]")
     expect(page.get_by_role("status")).to_have_text("The export was not started.")
 
+    # A refusal by field path lands at that field and names the path.
+    page.get_by_label("Column", exact=True).select_option("name")
+    page.get_by_label("Value", exact=True).fill("a\x00b")
+    page.get_by_role("button", name="Export", exact=True).click()
+    expect(page.locator("#filters-field .error")).to_have_text(
+        "contains U+0000 (a NUL character); remove it (body.filters.0.value)"
+    )
+
 
 def test_a_pasted_token_signs_in_and_the_rate_limit_says_when_to_try_again(
     create_app,  # noqa: F811 (the fixtures imported above)
@@ -210,6 +223,65 @@ def test_a_pasted_token_signs_in_and_the_rate_limit_says_when_to_try_again(
         expect(error).to_contain_text("[rate_limited]")
         expect(error).to_contain_text(re.compile(r"try again after \d{1,2}:\d{2}"))
         context.close()
+
+
+# A tab's visibility as the page reads it, switchable from the test: headless Chromium never
+# hides a tab of its own accord.
+VISIBILITY = """
+let hidden = false;
+Object.defineProperty(Document.prototype, "hidden", { get: () => hidden, configurable: true });
+window.setTabHidden = (value) => {
+  hidden = value;
+  document.dispatchEvent(new Event("visibilitychange"));
+};
+"""
+
+
+def test_polling_backs_off_pauses_while_the_tab_is_hidden_and_resumes_on_return(
+    browser,
+    server,
+    rt,  # noqa: F811 (the fixtures imported above)
+    api_settings,  # noqa: F811
+):
+    user = user_id()
+    job = new_job(rt, user, module="tags")  # no run picks it up: it stays pending
+    token = mint_token(api_settings, user, ["tags:read"], 600)
+    context = browser.new_context(base_url=server.url, locale="en-US")
+    context.add_init_script(VISIBILITY)
+    page = context.new_page()
+    polls: list[float] = []
+    lists: list[float] = []
+    status_path = f"/api/exports/{job.id}"
+    page.on(
+        "request", lambda r: polls.append(time.monotonic()) if r.url.endswith(status_path) else None
+    )
+    page.on(
+        "request", lambda r: lists.append(time.monotonic()) if "/api/exports?" in r.url else None
+    )
+    page.goto("/")
+    page.get_by_label("Access token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    # Signing in finds the running export and follows it.
+    expect(page.locator("#job-state")).to_have_text("Status: waiting to start")
+    deadline = time.monotonic() + 15
+    while len(polls) < 4:
+        assert time.monotonic() < deadline, polls
+        page.wait_for_timeout(100)
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    # Every 1 s at first, then slower (1.5x a step up to 5 s).
+    assert 0.8 < gaps[0] < 1.6 and gaps[1] > gaps[0] * 1.2, gaps
+
+    page.evaluate("setTabHidden(true)")
+    hidden_at = (len(polls), len(lists))
+    page.wait_for_timeout(6500)  # longer than the slowest pace and the list's refresh
+    assert (len(polls), len(lists)) == hidden_at, "a hidden tab kept polling"
+
+    shown = time.monotonic()
+    page.evaluate("setTabHidden(false)")
+    page.wait_for_timeout(1000)
+    assert len(polls) > hidden_at[0] and polls[hidden_at[0]] - shown < 0.5, polls
+    assert len(lists) > hidden_at[1] and lists[hidden_at[1]] - shown < 0.5, lists
+    context.close()
 
 
 def focused_id(page: Page) -> str:
@@ -255,16 +327,6 @@ def serious(results) -> list[str]:
         for v in results.response["violations"]
         if v["impact"] in ("serious", "critical")
     ]
-
-
-def screenshot(page: Page, tmp_path: Path, name: str) -> None:
-    """Saved with the test's output; EXPORTFLOW_UPDATE_SCREENSHOTS=1 also refreshes the
-    README's copies (they show times, so every run would change them)."""
-    path = tmp_path / name
-    page.screenshot(path=path, full_page=True)
-    if os.environ.get("EXPORTFLOW_UPDATE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, SCREENSHOTS / name)
 
 
 def test_accessible_in_light_and_dark_and_at_phone_width(page, tmp_path):
