@@ -237,7 +237,7 @@ window.setTabHidden = (value) => {
 """
 
 
-def test_polling_backs_off_pauses_while_the_tab_is_hidden_and_resumes_on_return(
+def test_polling_backs_off_pauses_while_hidden_resumes_and_shows_the_failure(
     browser,
     server,
     rt,  # noqa: F811 (the fixtures imported above)
@@ -281,6 +281,13 @@ def test_polling_backs_off_pauses_while_the_tab_is_hidden_and_resumes_on_return(
     page.wait_for_timeout(1000)
     assert len(polls) > hidden_at[0] and polls[hidden_at[0]] - shown < 0.5, polls
     assert len(lists) > hidden_at[1] and lists[hidden_at[1]] - shown < 0.5, lists
+
+    # A failure reads as the server tells it, code included, and is announced.
+    message = "the table products no longer has the column weight_kg; export again"
+    rt.jobs.finish(job.id, "failed", "source_changed", message)
+    expect(page.locator("#job-error")).to_have_text(f"{message} [source_changed]", timeout=8000)
+    expect(page.locator("#job-title")).to_have_text("Export ended")
+    expect(page.get_by_role("status")).to_have_text("Export status: failed.")
     context.close()
 
 
