@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 ROWS   ?= 100000
 
-.PHONY: install demo test lint bench mutation clean
+.PHONY: install demo test faults lint bench mutation clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -28,7 +28,8 @@ test: install  ## the suite, against EXPORTFLOW_TEST_DATABASE_URL or an embedded
 	$(BIN)/ruff check .
 	@# CI installs LibreOffice and Chromium, runs as root and has a full PostgreSQL: it runs everything.
 	@# A machine with only Python runs the rest and says what it left out.
-	@skip=""; \
+	@# The minute-long fault tests run with `make faults`.
+	@skip=" and not slow"; \
 	if [ -z "$$CI" ] && ! command -v soffice >/dev/null; then skip="$$skip and not libreoffice"; \
 		echo "deselected: LibreOffice read-back (apt-get install libreoffice-calc-nogui)"; fi; \
 	if [ -z "$$CI" ] && [ ! -x /usr/bin/chromium ]; then skip="$$skip and not browser"; \
@@ -37,7 +38,10 @@ test: install  ## the suite, against EXPORTFLOW_TEST_DATABASE_URL or an embedded
 		echo "deselected: storage-full tests on a tmpfs (they need root)"; fi; \
 	if [ -z "$$CI" ] && [ -z "$$EXPORTFLOW_TEST_DATABASE_URL" ]; then skip="$$skip and not contrib"; \
 		echo "deselected: citext tests (the embedded PostgreSQL has no contrib extensions)"; fi; \
-	if [ -n "$$skip" ]; then $(BIN)/pytest -q -m "$${skip# and }"; else $(BIN)/pytest -q; fi
+	$(BIN)/pytest -q -m "$${skip# and }"
+
+faults: install  ## the fault suite: restarted PostgreSQL, S3 down for 30 s, a full disk, killed runs
+	$(BIN)/pytest -q -m faults tests/faults
 
 lint: install
 	$(BIN)/ruff check .

@@ -219,59 +219,82 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.s3)
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """A SeaweedFS S3 server on loopback with one SigV4 identity and a bucket."""
-    weed = weed_binary()
-    ports = free_port_set()
-    if ports is None:
-        first, last = port_set(PORT_OFFSETS[0]), port_set(PORT_OFFSETS[-1])
-        pytest.fail(
-            f"cannot start the test S3 server: every port set from {first} to {last} on {HOST} "
-            "has a port in use (other test sessions, or stale `weed` processes?)",
-            pytrace=False,
-        )
-    root = Path(tempfile.mkdtemp(prefix="exportflow-s3-"))
-    (root / "data").mkdir()
-    config = root / "s3.json"
-    identity = {
-        "name": "exportflow",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }
-    config.write_text(json.dumps({"identities": [identity]}))
-    log_path = root / "weed.log"
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            weed_command(weed, root, config, ports),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=root,
-        )
-    try:
-        server = S3Server(
+class LoopbackS3:
+    """A `weed mini` with its data under `root`, on the port set `ports`: started, and
+    for the fault tests stopped and started again on the same data."""
+
+    def __init__(self, root: Path, ports: dict[str, tuple[int, int]]) -> None:
+        self.root, self.ports = root, ports
+        self.proc: subprocess.Popen | None = None
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        self.config = root / "s3.json"
+        identity = {
+            "name": "exportflow",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        self.config.write_text(json.dumps({"identities": [identity]}))
+        self.server = S3Server(
             endpoint_url=f"http://{HOST}:{ports['s3'][0]}",
             access_key=ACCESS_KEY,
             secret_key=SECRET_KEY,
             bucket=BUCKET,
             region=REGION,
-            log_path=log_path,
-            pid=proc.pid,
+            log_path=root / "weed.log",
+            pid=0,
             startup_seconds=0.0,
         )
+
+    def start(self) -> S3Server:
+        """Start it and wait until it answers a signed request."""
+        started = time.monotonic()
+        with open(self.server.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                weed_command(weed_binary(), self.root, self.config, self.ports),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root,
+            )
+        self.server = replace(self.server, pid=self.proc.pid)
+        _wait_ready(self.proc, self.server, self.ports["s3"][0])
+        self.server = replace(self.server, startup_seconds=time.monotonic() - started)
+        return self.server
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM, then SIGKILL); its data stays for the next start."""
+        if self.proc is not None:
+            _stop(self.proc)
+        _remove_grpc_sockets(self.ports)
+
+
+def own_s3() -> LoopbackS3:
+    """A server on the next free port set, in a new folder (not started yet)."""
+    ports = free_port_set()
+    if ports is None:
+        first, last = port_set(PORT_OFFSETS[0]), port_set(PORT_OFFSETS[-1])
+        pytest.fail(
+            f"cannot start a test S3 server: every port set from {first} to {last} on {HOST} "
+            "has a port in use (other test sessions, or stale `weed` processes?)",
+            pytrace=False,
+        )
+    return LoopbackS3(Path(tempfile.mkdtemp(prefix="exportflow-s3-")), ports)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A SeaweedFS S3 server on loopback with one SigV4 identity and a bucket."""
+    s3 = own_s3()
+    try:
         try:
-            _wait_ready(proc, server, ports["s3"][0])
+            server = s3.start()
             server.client().create_bucket(Bucket=BUCKET)
         except Exception as exc:
             pytest.fail(f"the test S3 server did not start: {exc}", pytrace=False)
-        server = replace(server, startup_seconds=time.monotonic() - started)
         yield server
     finally:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
-        _remove_grpc_sockets(ports)
+        s3.stop()
+        shutil.rmtree(s3.root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import adbc_driver_postgresql.dbapi as adbc
 import psycopg
 
-from flows.control.database import reader_conninfo
+from flows.control.database import classify_db_error, reader_conninfo
 from flows.control.errors import SourceUnavailable
 
 # A new ADBC database connects once more and loads every pg_type row before the
@@ -145,6 +145,14 @@ def pooled(url: str) -> Iterator[psycopg.Connection]:
     try:
         with conn.transaction():
             yield conn
+    except psycopg.OperationalError as exc:
+        conn.close()
+        # A server restarted or a network cut mid-statement: transient, like a failed
+        # connect, so that callers retry or resume instead of failing the export.
+        error = classify_db_error(exc)
+        if isinstance(error, SourceUnavailable):
+            raise error from exc
+        raise
     except BaseException:
         conn.close()  # whatever failed may have left it unusable
         raise

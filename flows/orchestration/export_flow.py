@@ -3,6 +3,7 @@ chunk by chunk; every job update it makes is fenced by its attempt."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from contextvars import ContextVar
 from operator import itemgetter
@@ -29,6 +30,9 @@ from flows.orchestration.job_run import JobRun, end_job, remove_job_files
 from flows.orchestration.runtime import runtime
 
 RETRY_DELAYS = [1, 5, 15]
+# Pauses before the run resumes itself after a transient fault its tasks could not ride
+# out: about a minute in all, the time a database failover or restart takes.
+RESUME_PAUSES = (2, 5, 10, 20, 30)
 
 # The running attempt's deadline. Prefect runs each task in a copy of the flow's context,
 # so the tasks' reads end with the run's time without a task parameter carrying it.
@@ -214,6 +218,29 @@ def export_flow(job_id: str, attempt: int | None = None):
     the run (the submitter passes it); None takes the job's current attempt."""
     rt = runtime()
     limit = attempt_deadline(rt.settings)
+    # A fault that outlasts the tasks' retries (a database restart, storage down for a
+    # while) resumes this same run from its checkpoint after a pause; the job stays
+    # processing meanwhile. Only a terminal error, or the last pause, ends it.
+    for pause in (*RESUME_PAUSES, None):
+        try:
+            return _export(rt, job_id, attempt, limit, last=pause is None)
+        except Exception as exc:
+            if not _resumable(exc, limit, last=pause is None) or _being_cancelled():
+                raise
+            get_run_logger().warning(
+                "%s (%s); resuming from the checkpoint in %s s", exc, exc.detail, pause
+            )
+            time.sleep(pause)
+
+
+def _resumable(exc: BaseException, limit: Deadline, last: bool) -> bool:
+    """Whether the run should resume itself after `exc` rather than end the job."""
+    return not last and is_transient(exc) and not limit.expired()
+
+
+def _export(rt, job_id: str, attempt: int | None, limit: Deadline, last: bool):
+    """One pass at the job from its checkpoint; a transient error leaves the job active
+    unless this is the `last` pass."""
     job = rt.jobs.get(job_id)
     if job is None:
         raise JobNotFound(f"no export job {job_id}")
@@ -237,7 +264,9 @@ def export_flow(job_id: str, attempt: int | None = None):
     except Superseded as exc:
         return _superseded(exc)
     except Exception as exc:
-        if run.fail(exc, cancelled=_being_cancelled()):
+        if _resumable(exc, limit, last):
+            wait(list(running))  # no chunk of this pass may still be writing on resume
+        elif run.fail(exc, cancelled=_being_cancelled()):
             _sweep(run, running)
         raise
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -41,18 +42,12 @@ def rt(flows_env):
     return runtime_module.runtime()
 
 
-@pytest.fixture
-def rt_s3(flows_env, s3_settings):
-    """The flows' runtime storing on the test S3 server under a fresh prefix; the folder
-    store comes back afterwards for the other tests."""
+@contextlib.contextmanager
+def flows_runtime(**env: str):
+    """The flows' runtime in this process, read from the environment updated with `env`
+    (restored afterwards)."""
     saved = dict(os.environ)
-    os.environ.update(
-        EXPORTFLOW_STORAGE_URL=s3_settings.storage_url,
-        EXPORTFLOW_S3_ENDPOINT_URL=s3_settings.s3_endpoint_url,
-        EXPORTFLOW_S3_ACCESS_KEY=s3_settings.s3_access_key,
-        EXPORTFLOW_S3_SECRET_KEY=s3_settings.s3_secret_key.get_secret_value(),
-        EXPORTFLOW_S3_REGION=s3_settings.s3_region,
-    )
+    os.environ.update(env)
     _fresh_runtime()
     try:
         yield runtime_module.runtime()
@@ -60,6 +55,20 @@ def rt_s3(flows_env, s3_settings):
         os.environ.clear()
         os.environ.update(saved)
         _fresh_runtime()
+
+
+@pytest.fixture
+def rt_s3(flows_env, s3_settings):
+    """The flows' runtime storing on the test S3 server under a fresh prefix; the folder
+    store comes back afterwards for the other tests."""
+    with flows_runtime(
+        EXPORTFLOW_STORAGE_URL=s3_settings.storage_url,
+        EXPORTFLOW_S3_ENDPOINT_URL=s3_settings.s3_endpoint_url,
+        EXPORTFLOW_S3_ACCESS_KEY=s3_settings.s3_access_key,
+        EXPORTFLOW_S3_SECRET_KEY=s3_settings.s3_secret_key.get_secret_value(),
+        EXPORTFLOW_S3_REGION=s3_settings.s3_region,
+    ) as rt:
+        yield rt
 
 
 @pytest.fixture
