@@ -158,15 +158,15 @@ def table(rows: Rows) -> str:
     return "\n".join(lines + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
 
 
-def append_results(text: str, command: str, started_load: str) -> Path:
-    """Append the run under the API heading of bench/RESULTS.md (added once)."""
+def append_results(text: str, command: str, started_load: str, heading: str = HEADING) -> Path:
+    """Append the run under `heading` of bench/RESULTS.md (added once)."""
     path = HERE / "RESULTS.md"
     current = path.read_text()
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     run_line = f"`{command}` — load average 1/5/15 at the start {started_load}"
     block = [f"### {when}", "", f"{run_line}, nproc {os.cpu_count()}", "", text, ""]
-    if HEADING not in current:
-        block = [HEADING, "", *block]
+    if heading not in current:
+        block = [heading, "", *block]
     path.write_text(current.rstrip("\n") + "\n\n" + "\n".join(block))
     return path
 
