@@ -128,16 +128,8 @@ def test_killed_flow_run_resumes_within_30_s_to_the_identical_file(stack):
     kept = len(rt.jobs.get(job.id).checkpoint["chunks"])
     assert kept < 20, "the run finished before it was killed"
 
-    def resumed():
-        # Nothing but the Crashed event's automation starts the reconciler here.
-        now = rt.jobs.get(job.id)
-        if now.attempt != 1 or now.flow_run_id is None:
-            return None
-        with get_client(sync_client=True) as client:
-            state = client.read_flow_run(now.flow_run_id).state
-        return state.is_running() or state.is_final()
-
-    wait_for("the next attempt to run", resumed, 60, every=0.1)
+    # Nothing but the Crashed event's automation starts the reconciler here.
+    wait_for("the next attempt to run", lambda: next_attempt_running(stack, job.id), 60, 0.1)
     latency = time.monotonic() - killed
     print(f"\nkilled after {kept} of 20 chunks; the next attempt ran {latency:.1f} s later")
     assert latency <= 30
@@ -156,6 +148,40 @@ def test_killed_flow_run_resumes_within_30_s_to_the_identical_file(stack):
     rank = {"pending": 0, "processing": 1, "completed": 2}
     assert "processing" in seen and set(seen) <= set(rank), seen
     assert [rank[s] for s in seen] == sorted(rank[s] for s in seen), seen
+
+
+def next_attempt_running(stack, job_id):
+    """The job's run once its next attempt's flow run is running (or already done)."""
+    now = stack.rt.jobs.get(job_id)
+    if now.attempt != 1 or now.flow_run_id is None:
+        return None
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(now.flow_run_id).state
+    return (state.is_running() or state.is_final()) and now
+
+
+def test_silent_run_is_crashed_by_its_missing_heartbeats_and_resumed(stack):
+    rt = stack.rt
+    job = new_job(rt, format="xlsx")
+    run_id = submit_and_attach(rt.jobs, job)
+    victim = wait_for("the flow-run process", lambda: stack.flow_run_process(run_id), 30)
+    started_processing(stack, job.id)
+    # SIGSTOP: alive to its runner, which reports nothing, and silent to the server, as a
+    # run on a host that vanished.
+    victim.suspend()
+    frozen = time.monotonic()
+    try:
+        stack.run_state(run_id, lambda s: s.is_crashed(), "crashed by the automation", 150)
+        crashed = time.monotonic() - frozen
+        wait_for("the next attempt to run", lambda: next_attempt_running(stack, job.id), 60)
+        resumed = time.monotonic() - frozen
+        print(f"\nsilent run: Crashed {crashed:.1f} s, next attempt running {resumed:.1f} s")
+        assert resumed <= 120
+        done = stack.job_final(job.id)
+        assert (done.status, done.attempt) == ("completed", 1)
+        assert stored(rt, done.file_key) == reference(rt, done)
+    finally:
+        victim.kill()  # the frozen attempt, superseded: it can change nothing any more
 
 
 def test_up_creates_its_automations_once(stack):
