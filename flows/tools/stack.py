@@ -91,7 +91,7 @@ def _http_ok(url: str, below: int = 300) -> bool:
 
 
 def _deployments_polled(settings: Settings, since: datetime):
-    """Health check of `serve`: both deployments readable, and polled since it started."""
+    """Health check of `serve`: every deployment readable, and polled since it started."""
 
     def check() -> bool:
         from prefect.client.orchestration import get_client
