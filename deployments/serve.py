@@ -1,4 +1,4 @@
-"""Serve the `export` and `cleanup` deployments from this process, on one machine.
+"""Serve the `export`, `cleanup` and `reconcile` deployments from this process, on one machine.
 
     python deployments/serve.py        # the same as `exportflow serve`
 

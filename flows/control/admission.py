@@ -14,6 +14,7 @@ from psycopg.rows import class_row
 from flows.control.connections import pooled
 from flows.control.errors import IdempotencyKeyReused, RateLimited, TooManyActive
 from flows.control.jobs import _ACTIVE_SQL, _COLUMNS, Job, JobStore, insert_job
+from flows.control.lease import holder_key
 
 KEY_WINDOW = "interval '24 hours'"
 # A background job has no window to leave: ask again after a typical poll interval.
@@ -38,6 +39,8 @@ def admit(
 ) -> tuple[Job, bool]:
     """(job, created): the user's job of `key` from the last 24 h if any, else a new pending
     job once the limits allow it (RateLimited or TooManyActive otherwise)."""
+    # This process runs a direct or streamed export: its row names the process's lease.
+    holder = None if strategy == "background" else holder_key(jobs.url)
     with pooled(jobs.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (user_id,))
         if key is not None:
@@ -63,7 +66,7 @@ def admit(
             )
         _check(conn, user_id, strategy, limits)
         module, fmt = options["module"], options.get("format", "csv")
-        job = insert_job(cur, user_id, module, fmt, strategy, options, key)
+        job = insert_job(cur, user_id, module, fmt, strategy, options, key, holder)
         return job, True
 
 

@@ -107,6 +107,7 @@ def adbc_release(conn: adbc.Connection) -> None:
 # Idle control-plane connections kept per URL: a new one costs 5-10 ms, and a direct export
 # or a status poll makes two to four short transactions.
 _idle: dict[str, list[psycopg.Connection]] = {}
+IDLE_IN_TRANSACTION_MS = 30_000  # control-plane transactions last milliseconds
 _idle_lock = threading.Lock()
 
 
@@ -140,6 +141,10 @@ def pooled(url: str) -> Iterator[psycopg.Connection]:
             # Autocommit, so that the check above opens no transaction: the block's own
             # BEGIN and COMMIT come from conn.transaction().
             conn = psycopg.connect(url, autocommit=True)
+            # A process frozen or cut off inside a transaction (a vanished host) would hold
+            # its job row's lock until TCP gives up, hours later, and the reconciler's
+            # update of that row would wait as long; the server ends such a session instead.
+            conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
         except psycopg.OperationalError as exc:
             raise SourceUnavailable("the database could not be reached", detail=str(exc)) from exc
     try:

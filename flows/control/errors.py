@@ -150,6 +150,12 @@ class Superseded(ExportflowError):
     code = "superseded"
 
 
+class Interrupted(ExportflowError):
+    """The process running a direct or streamed export ended before the export did."""
+
+    code = "interrupted"
+
+
 class ConfigError(ExportflowError):
     """A setting is missing or unsafe (a storage URL, the default secret outside development)."""
 

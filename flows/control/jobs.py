@@ -50,6 +50,7 @@ class Job:
     expires_at: datetime | None
     attempt: int
     idempotency_key: str | None = None  # the client's Idempotency-Key, when it sent one
+    holder: int | None = None  # direct and stream: the lease of the API process running it
 
 
 _COLUMNS = ", ".join(f.name for f in fields(Job))
@@ -272,14 +273,15 @@ class JobStore:
 
 
 def insert_job(
-    cur, user_id: str, module: str, fmt: str, strategy: str, options: dict, key: str | None = None
-) -> Job:
+    cur, user_id: str, module: str, fmt: str, strategy: str, options: dict,
+    key: str | None = None, holder: int | None = None,
+) -> Job:  # fmt: skip
     """Insert a new pending job through `cur` (a Job-row cursor), in the caller's transaction."""
     return cur.execute(
         f"INSERT INTO export_jobs"
-        f" (id, user_id, module, format, strategy, options, idempotency_key)"
-        f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-        (uuid.uuid4(), user_id, module, fmt, strategy, json.dumps(options), key),
+        f" (id, user_id, module, format, strategy, options, idempotency_key, holder)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+        (uuid.uuid4(), user_id, module, fmt, strategy, json.dumps(options), key, holder),
     ).fetchone()
 
 

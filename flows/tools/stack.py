@@ -2,8 +2,8 @@
 
 `up` starts, in order, and stops in reverse order on Ctrl-C or SIGTERM:
 PostgreSQL (embedded, only when no database URL is configured), a Prefect server on
-SQLite under the data dir, a `serve` process running the `export` and `cleanup`
-deployments, and the API (when the `api.main` module exists). Each child logs to
+SQLite under the data dir, a `serve` process running the `export`, `cleanup` and
+`reconcile` deployments, and the API (when the `api.main` module exists). Each child logs to
 <data_dir>/logs/<name>.log and must answer its health check within a bounded time.
 """
 
@@ -24,42 +24,25 @@ from flows.control.errors import StackError
 from flows.control.settings import Settings
 from flows.tools.stack_process import Child
 
-DEPLOYMENTS = ("export/export", "cleanup/cleanup")
 API_MODULE = "api.main"
 
 
 def serve_deployments(settings: Settings) -> None:
-    """Serve `export` (concurrency-limited) and `cleanup` (cron) until SIGTERM or Ctrl-C."""
+    """Serve `export` (concurrency-limited), `cleanup` (cron) and `reconcile` (on an
+    export's crash) until SIGTERM or Ctrl-C, with the automation that crashes silent runs."""
     from prefect import serve
+    from prefect.client.orchestration import get_client
 
     from flows.control.bootstrap import bootstrap
+    from flows.orchestration.automations import ensure_zombie_automation
+    from flows.orchestration.deployments import deployments
 
     bootstrap(settings)  # fail fast on a bad database or datasets file
-    serve(*deployments(settings), limit=settings.export_concurrency + 1)
-
-
-def deployments(settings: Settings) -> list:
-    """The two deployments, by module path so they load from any working directory."""
-    from prefect.types.entrypoint import EntrypointType
-
-    from flows.orchestration.cleanup_flow import cleanup_flow
-    from flows.orchestration.export_flow import export_flow
-
-    by_module = EntrypointType.MODULE_PATH
-    return [
-        export_flow.to_deployment(
-            name="export",
-            concurrency_limit=settings.export_concurrency,
-            entrypoint_type=by_module,
-            description="One background export job (parameter: job_id).",
-        ),
-        cleanup_flow.to_deployment(
-            name="cleanup",
-            cron=settings.cleanup_cron,
-            entrypoint_type=by_module,
-            description="Expired files, orphaned parts, crashed runs, failure-rate alert.",
-        ),
-    ]
+    with get_client(sync_client=True) as client:
+        ensure_zombie_automation(client)
+    # A slot each for cleanup and reconcile beside the exports: a crash is resumed even
+    # while every export slot is taken.
+    serve(*deployments(settings), limit=settings.export_concurrency + 2)
 
 
 def _url_host(host: str) -> str:
@@ -78,6 +61,8 @@ def api_url(settings: Settings) -> str:
 
 def child_env(settings: Settings, database_url: str, data_dir: Path) -> dict[str, str]:
     """What every child gets: this environment, the shared database and the local server."""
+    from flows.orchestration.automations import HEARTBEAT_SECONDS
+
     env = dict(os.environ)
     env.update(
         EXPORTFLOW_DATABASE_URL=database_url,
@@ -90,6 +75,8 @@ def child_env(settings: Settings, database_url: str, data_dir: Path) -> dict[str
         # A submitted run starts within a second or two.
         PREFECT_RUNNER_POLL_FREQUENCY="1",
         PREFECT_WORKER_QUERY_SECONDS="1",
+        # Heartbeats let the automation crash a run whose host vanished (automations.py).
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT_SECONDS),
         # Each finished export's record goes to its flow run's log in the UI.
         PREFECT_LOGGING_EXTRA_LOGGERS="exportflow",
         PYTHONUNBUFFERED="1",
@@ -104,17 +91,19 @@ def _http_ok(url: str, below: int = 300) -> bool:
 
 
 def _deployments_polled(settings: Settings, since: datetime):
-    """Health check of `serve`: both deployments readable, and polled since it started."""
+    """Health check of `serve`: every deployment readable, and polled since it started."""
 
     def check() -> bool:
         from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
+        from flows.orchestration.deployments import NAMES
+
         with (
             temporary_settings(updates={PREFECT_API_URL: f"{prefect_url(settings)}/api"}),
             get_client(sync_client=True) as client,
         ):
-            for name in DEPLOYMENTS:
+            for name in NAMES:
                 polled = client.read_deployment_by_name(name).last_polled
                 if polled is None or polled < since:
                     return False

@@ -28,7 +28,8 @@ INVALID = 'Bearer error="invalid_token"'
 
 def claims(**extra) -> dict:
     now = int(time.time())
-    return {"sub": "alice", "exp": now + 300, "iat": now, **extra}
+    # Parametrised tokens are minted at collection: they must outlive a long session.
+    return {"sub": "alice", "exp": now + 6 * 3600, "iat": now, **extra}
 
 
 def hs256(payload: dict, secret: str = JWT_SECRET, **kw) -> str:

@@ -132,7 +132,11 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    settings = Settings(database_url=db_url, data_dir=data, chunk_rows=CHUNK_ROWS, _env_file=None)
+    # Named in full: a session's other tests may have set EXPORTFLOW_* variables here.
+    settings = Settings(
+        database_url=db_url, data_dir=data, storage_url=(data.resolve() / "files").as_uri(),
+        chunk_rows=CHUNK_ROWS, _env_file=None,
+    )  # fmt: skip
     registry = load_checked_registry(DEMO_DATASETS, db_url)
     rt = Runtime(settings, db_url, registry, Storage.from_settings(settings), JobStore(db_url))
     s = Stack(proc, log, prefect_port, api_port, rt)

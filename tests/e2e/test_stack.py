@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -26,9 +27,14 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.client.schemas.objects import StateType
-from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
+from flows.orchestration.automations import (
+    ZOMBIE_AFTER,
+    ZOMBIE_AUTOMATION,
+    ensure_zombie_automation,
+    reconcile_trigger,
+)
 from flows.orchestration.checkpoint import job_temp_prefix
 from flows.orchestration.submit import submit_and_attach, submit_job
 from tests.e2e.conftest import wait_for
@@ -79,25 +85,54 @@ def test_submitted_job_runs_to_completed_file(stack, fmt):
     ), 30, every=0.5)  # fmt: skip
 
 
-def test_killed_flow_run_is_resubmitted_by_cleanup_and_resumes_identically(stack):
+def demo_headers(stack) -> dict[str, str]:
+    """`up` runs in development and prints a token for every module, for user "demo"."""
+    printed = re.search(r"^Token:\s+(\S+)$", stack.output(), re.MULTILINE)
+    assert printed, stack.output()
+    return {"Authorization": f"Bearer {printed.group(1)}"}
+
+
+class StatusWatch:
+    """Every status the API reports for a job, polled on a thread of its own."""
+
+    def __init__(self, stack, job_id) -> None:
+        self.url = f"http://127.0.0.1:{stack.api_port}/api/exports/{job_id}"
+        self.headers, self.seen = demo_headers(stack), []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.done.is_set():
+            response = httpx.get(self.url, headers=self.headers, timeout=10)
+            self.seen.append(response.json()["status"])
+            time.sleep(0.1)
+
+    def stop(self) -> list[str]:
+        self.done.set()
+        self.thread.join(15)
+        return self.seen
+
+
+def test_killed_flow_run_resumes_within_30_s_to_the_identical_file(stack):
     rt = stack.rt
-    job = new_job(rt, format="csv", gzip=True)
+    job = new_job(rt, user="demo", format="csv", gzip=True)
     expected = hashlib.sha256(reference(rt, job)).hexdigest()
-    run_id = submit_job(job)
-    started_processing(stack, job.id)
+    run_id = submit_and_attach(rt.jobs, job)
+    watch = StatusWatch(stack, job.id)
     victim = wait_for("the flow-run process", lambda: stack.flow_run_process(run_id), 30)
+    wait_for("half the rows", lambda: rt.jobs.get(job.id).processed_rows >= 1000, 60, 0.02)
     victim.kill()  # SIGKILL: no hook, no state change from the run itself
+    killed = time.monotonic()
     victim.wait(10)  # not our child: psutil cannot report its exit status
-    stack.run_state(run_id, lambda s: s.is_crashed(), "crashed")
-    stuck = rt.jobs.get(job.id)
-    assert stuck.status == "processing" and 0 < len(stuck.checkpoint["chunks"]) < 20
-    kept = len(stuck.checkpoint["chunks"])
+    kept = len(rt.jobs.get(job.id).checkpoint["chunks"])
+    assert kept < 20, "the run finished before it was killed"
 
-    cleanup = run_deployment("cleanup/cleanup", timeout=120)
-    assert cleanup.state.is_completed()
-    resubmitted = rt.jobs.get(job.id)
-    assert str(resubmitted.flow_run_id) != run_id and resubmitted.attempt == 1
-
+    # Nothing but the Crashed event's automation starts the reconciler here.
+    wait_for("the next attempt to run", lambda: next_attempt_running(stack, job.id), 60, 0.1)
+    latency = time.monotonic() - killed
+    print(f"\nkilled after {kept} of 20 chunks; the next attempt ran {latency:.1f} s later")
+    assert latency <= 30
     done = stack.job_final(job.id)
     assert done.status == "completed" and done.sha256 == expected
     assert hashlib.sha256(stored(rt, done.file_key)).hexdigest() == expected
@@ -108,7 +143,57 @@ def test_killed_flow_run_is_resubmitted_by_cleanup_and_resumes_identically(stack
         return any("resuming after key" in message for message in run_logs(new_run.id))
 
     wait_for("the resumed run's log line", resumed_logged, 30, every=0.5)
-    print(f"\nkilled after {kept} of 20 chunks; resumed to sha256 {expected[:12]}…")
+    # The client saw the export processing throughout: never a failure that turned back.
+    seen = watch.stop()
+    rank = {"pending": 0, "processing": 1, "completed": 2}
+    assert "processing" in seen and set(seen) <= set(rank), seen
+    assert [rank[s] for s in seen] == sorted(rank[s] for s in seen), seen
+
+
+def next_attempt_running(stack, job_id):
+    """The job's run once its next attempt's flow run is running (or already done)."""
+    now = stack.rt.jobs.get(job_id)
+    if now.attempt != 1 or now.flow_run_id is None:
+        return None
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(now.flow_run_id).state
+    return (state.is_running() or state.is_final()) and now
+
+
+def test_silent_run_is_crashed_by_its_missing_heartbeats_and_resumed(stack):
+    rt = stack.rt
+    job = new_job(rt, format="xlsx")
+    run_id = submit_and_attach(rt.jobs, job)
+    victim = wait_for("the flow-run process", lambda: stack.flow_run_process(run_id), 30)
+    started_processing(stack, job.id)
+    # SIGSTOP: alive to its runner, which reports nothing, and silent to the server, as a
+    # run on a host that vanished.
+    victim.suspend()
+    frozen = time.monotonic()
+    try:
+        stack.run_state(run_id, lambda s: s.is_crashed(), "crashed by the automation", 150)
+        crashed = time.monotonic() - frozen
+        wait_for("the next attempt to run", lambda: next_attempt_running(stack, job.id), 60)
+        resumed = time.monotonic() - frozen
+        print(f"\nsilent run: Crashed {crashed:.1f} s, next attempt running {resumed:.1f} s")
+        assert resumed <= 120
+        done = stack.job_final(job.id)
+        assert (done.status, done.attempt) == ("completed", 1)
+        assert stored(rt, done.file_key) == reference(rt, done)
+    finally:
+        victim.kill()  # the frozen attempt, superseded: it can change nothing any more
+
+
+def test_up_creates_its_automations_once(stack):
+    with get_client(sync_client=True) as client:
+        (zombie,) = client.read_automations_by_name(ZOMBIE_AUTOMATION)
+        (crash,) = client.read_automations_by_name(reconcile_trigger().name)
+        assert zombie.trigger.posture == "Proactive" and zombie.trigger.within == ZOMBIE_AFTER
+        assert [a.type for a in zombie.actions] == ["change-flow-run-state"]
+        assert [a.type for a in crash.actions] == ["run-deployment"]
+        # Again, as a second `serve` would: the same automation, brought up to date.
+        assert ensure_zombie_automation(client) == str(zombie.id)
+        assert [a.id for a in client.read_automations_by_name(ZOMBIE_AUTOMATION)] == [zombie.id]
 
 
 def test_cancelling_a_run_cancels_the_job_and_removes_its_files(stack):
@@ -133,10 +218,7 @@ def test_api_reports_a_background_export_and_serves_its_file(stack):
     api = f"http://127.0.0.1:{stack.api_port}"
     ready = httpx.get(f"{api}/readyz", timeout=10)
     assert ready.status_code == 200, ready.text
-    # `up` runs in development and prints a token for every module, for user "demo".
-    printed = re.search(r"^Token:\s+(\S+)$", stack.output(), re.MULTILINE)
-    assert printed, stack.output()
-    headers = {"Authorization": f"Bearer {printed.group(1)}"}
+    headers = demo_headers(stack)
     job = new_job(stack.rt, user="demo")
     submit_and_attach(stack.rt.jobs, job)
     rank = {"pending": 0, "processing": 1, "completed": 2}

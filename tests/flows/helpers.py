@@ -246,3 +246,12 @@ def dataset_file(db_url: str, folder: Path, sql: str, yaml_text: str) -> Path:
     path = folder / "datasets.yaml"
     path.write_text(yaml_text)
     return path
+
+
+def lease_free(url: str, key: int) -> bool:
+    """Whether no session holds the lease `key` (a killed process's backend ends shortly)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+            " AND objid = %s::int::oid AND granted)", (key,)
+        ).fetchone()[0]  # fmt: skip

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from flows.control import connections
 from flows.control.connections import adbc_connect, adbc_release, pooled
 from flows.control.database import (
     READER_APPLICATION_NAME,
@@ -218,6 +219,19 @@ def test_a_kept_connection_the_server_ended_is_replaced_not_used(db_url):
     with pooled(db_url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
         assert conn.info.backend_pid != first
+
+
+def test_a_transaction_left_idle_is_ended_by_the_server(db_url, monkeypatch):
+    # A process frozen mid-transaction must not hold a job row's lock for hours.
+    with pooled(db_url) as conn:
+        timeout = conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0]
+    assert timeout == "30s"
+    monkeypatch.setattr(connections, "IDLE_IN_TRANSACTION_MS", 500)
+    url = make_conninfo(db_url, application_name="idle-probe")  # a pool of its own
+    with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout), pooled(url) as conn:
+        conn.execute("SELECT 1")
+        time.sleep(2)
+        conn.execute("SELECT 1")
 
 
 def test_a_failed_block_rolls_back_and_its_connection_is_not_kept(db_url):

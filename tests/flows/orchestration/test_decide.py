@@ -6,7 +6,7 @@ import pytest
 from prefect import states
 
 from flows.orchestration.checkpoint import Checkpoint, ChunkFiles
-from flows.orchestration.cleanup_flow import decide
+from flows.orchestration.reconcile import decide
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-from prefect.states import Crashed, Running
+from prefect.states import Crashed, Running, Scheduled
+from psycopg.rows import class_row
 
+from flows.control.connections import pooled
+from flows.control.jobs import Job, insert_job
+from flows.control.lease import NAMESPACE
 from flows.orchestration.cleanup_flow import cleanup_flow
-from tests.flows.helpers import ended_run, new_job, set_row, wait_for
+from flows.orchestration.reconcile import reconcile_flow
+from tests.flows.helpers import ended_run, lease_free, new_job, set_row, wait_for
 
 ALERT = "exportflow.failure-rate.high"
 
@@ -32,15 +39,17 @@ def test_job_whose_run_is_running_is_not_touched(rt):
     rt.jobs.finish(job.id, "cancelled", "cancelled", "test over")
 
 
-def test_job_whose_run_prefect_lost_is_resubmitted_as_the_next_attempt(rt):
+@pytest.mark.parametrize("status", ["pending", "processing"])
+def test_job_whose_run_prefect_lost_is_resubmitted_as_the_next_attempt(rt, status):
+    # A Prefect database reset loses runs that never started as well as running ones.
     job = new_job(rt)
-    run = ended_run(job, Running())
-    set_row(rt, job.id, "status = 'processing', flow_run_id = %s", str(run.id))
+    run = ended_run(job, Running() if status == "processing" else Scheduled())
+    set_row(rt, job.id, "status = %s, flow_run_id = %s", status, str(run.id))
     with get_client(sync_client=True) as client:
         client.delete_flow_run(run.id)
-    cleanup_flow()
+    assert reconcile_flow()["resubmitted"] == 1
     after = rt.jobs.get(job.id)
-    assert (after.status, after.attempt) == ("processing", 1)
+    assert (after.status, after.attempt) == (status, 1)
     assert after.flow_run_id not in (None, run.id)
     with get_client(sync_client=True) as client:
         new = client.read_flow_run(after.flow_run_id)
@@ -78,6 +87,34 @@ def test_jobs_already_ended_are_never_touched(rt):
     cleanup_flow()
     assert [rt.jobs.get(crashed.id), rt.jobs.get(unsubmitted.id)] == before
     assert submitted_runs(crashed) == submitted_runs(unsubmitted) == []
+
+
+def test_lost_job_at_its_last_attempt_fails_with_crashed(rt):
+    job = new_job(rt)
+    run = ended_run(job, Scheduled())
+    set_row(rt, job.id, "flow_run_id = %s, attempt = %s", str(run.id),
+            rt.settings.max_resume_attempts)  # fmt: skip
+    with get_client(sync_client=True) as client:
+        client.delete_flow_run(run.id)
+    assert reconcile_flow()["failed"] == 1
+    failed = rt.jobs.get(job.id)
+    assert (failed.status, failed.error_code) == ("failed", "crashed")
+    assert submitted_runs(job) == []
+
+
+def test_streamed_job_ends_interrupted_once_its_process_session_ends(rt):
+    owner = psycopg.connect(rt.url, autocommit=True)  # the API process's lease connection
+    owner.execute("SELECT pg_advisory_lock(%s::int, 4242)", (NAMESPACE,))
+    with pooled(rt.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
+        job = insert_job(cur, "user-1", "tags", "csv", "stream", {"module": "tags"}, None, 4242)
+    set_row(rt, job.id, "status = 'processing'")
+    assert reconcile_flow()["interrupted"] == 0
+    assert rt.jobs.get(job.id).status == "processing"
+    owner.close()
+    wait_for(lambda: lease_free(rt.url, 4242), "the session's lock to be freed", 10)
+    assert cleanup_flow()["reconciled"]["interrupted"] == 1
+    ended = rt.jobs.get(job.id)
+    assert (ended.status, ended.error_code) == ("failed", "interrupted")
 
 
 def alerts_since(since: datetime) -> list[dict]:

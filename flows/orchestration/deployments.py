@@ -1,0 +1,39 @@
+"""The deployments `exportflow serve` runs (prefect.yaml declares the same for workers)."""
+
+from __future__ import annotations
+
+from prefect.types.entrypoint import EntrypointType
+
+from flows.control.settings import Settings
+from flows.orchestration.automations import reconcile_trigger
+from flows.orchestration.cleanup_flow import cleanup_flow
+from flows.orchestration.export_flow import export_flow
+from flows.orchestration.reconcile import reconcile_flow
+
+NAMES = ("export/export", "cleanup/cleanup", "reconcile/reconcile")
+
+
+def deployments(settings: Settings) -> list:
+    """export (concurrency-limited), cleanup (cron) and reconcile (on an export's crash),
+    by module path so they load from any working directory."""
+    by_module = EntrypointType.MODULE_PATH
+    return [
+        export_flow.to_deployment(
+            name="export",
+            concurrency_limit=settings.export_concurrency,
+            entrypoint_type=by_module,
+            description="One background export job (parameter: job_id).",
+        ),
+        cleanup_flow.to_deployment(
+            name="cleanup",
+            cron=settings.cleanup_cron,
+            entrypoint_type=by_module,
+            description="Expired files, orphaned parts, crashed runs, failure-rate alert.",
+        ),
+        reconcile_flow.to_deployment(
+            name="reconcile",
+            triggers=[reconcile_trigger()],
+            entrypoint_type=by_module,
+            description="Resubmits crashed exports at once; started by their Crashed event.",
+        ),
+    ]
