@@ -268,17 +268,29 @@ class LoopbackS3:
         _remove_grpc_sockets(self.ports)
 
 
-def own_s3() -> LoopbackS3:
-    """A server on the next free port set, in a new folder (not started yet)."""
-    ports = free_port_set()
-    if ports is None:
-        first, last = port_set(PORT_OFFSETS[0]), port_set(PORT_OFFSETS[-1])
-        pytest.fail(
-            f"cannot start a test S3 server: every port set from {first} to {last} on {HOST} "
-            "has a port in use (other test sessions, or stale `weed` processes?)",
-            pytrace=False,
-        )
-    return LoopbackS3(Path(tempfile.mkdtemp(prefix="exportflow-s3-")), ports)
+def own_s3(attempts: int = 3) -> LoopbackS3:
+    """A started server with the test bucket, on the next free port set, in a new folder.
+    Another session may take the same set between the check and the start (the server
+    then never reaches its master): the next set is tried."""
+    failures = []
+    for _ in range(attempts):
+        ports = free_port_set()
+        if ports is None:
+            first, last = port_set(PORT_OFFSETS[0]), port_set(PORT_OFFSETS[-1])
+            pytest.fail(
+                f"cannot start a test S3 server: every port set from {first} to {last} on"
+                f" {HOST} has a port in use (other test sessions, or stale `weed` processes?)",
+                pytrace=False,
+            )
+        s3 = LoopbackS3(Path(tempfile.mkdtemp(prefix="exportflow-s3-")), ports)
+        try:
+            s3.start().client().create_bucket(Bucket=BUCKET)
+            return s3
+        except Exception as exc:
+            failures.append(f"{ports['s3'][0]}: {exc}")
+            s3.stop()
+            shutil.rmtree(s3.root, ignore_errors=True)
+    pytest.fail(f"the test S3 server did not start: {failures}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -286,12 +298,7 @@ def s3_server() -> Iterator[S3Server]:
     """A SeaweedFS S3 server on loopback with one SigV4 identity and a bucket."""
     s3 = own_s3()
     try:
-        try:
-            server = s3.start()
-            server.client().create_bucket(Bucket=BUCKET)
-        except Exception as exc:
-            pytest.fail(f"the test S3 server did not start: {exc}", pytrace=False)
-        yield server
+        yield s3.server
     finally:
         s3.stop()
         shutil.rmtree(s3.root, ignore_errors=True)

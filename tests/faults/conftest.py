@@ -18,7 +18,7 @@ from flows.orchestration.export_flow import export_flow
 from flows.tools.seed import seed
 from tests.flows.conftest import flows_runtime
 from tests.flows.helpers import in_background, new_job, reference, started
-from tests.s3server import BUCKET, LoopbackS3
+from tests.s3server import LoopbackS3
 from tests.s3server import own_s3 as own_s3_server
 
 ROWS = 2_000
@@ -101,7 +101,6 @@ def own_s3():
     """An S3 server of this module's alone, with the test bucket, which it may stop."""
     s3 = own_s3_server()
     try:
-        s3.start().client().create_bucket(Bucket=BUCKET)
         yield s3
     finally:
         s3.stop()
