@@ -7,10 +7,10 @@
 #   deployments/cluster.sh up     # start, print the URLs, run until Ctrl-C or SIGTERM
 #   deployments/cluster.sh down   # stop a cluster started by `up` elsewhere
 #
-# Needs EXPORTFLOW_DATABASE_URL (a PostgreSQL server with pg_trgm, whose role may create
-# the `<db>_prefect` database) and S3 settings (EXPORTFLOW_STORAGE_URL=s3://…,
-# EXPORTFLOW_S3_ENDPOINT_URL, _ACCESS_KEY, _SECRET_KEY, _REGION). Every other
-# EXPORTFLOW_* variable set here is handed to every host. See deployments/README.md.
+# Needs EXPORTFLOW_DATABASE_URL: a PostgreSQL server with pg_trgm, whose role may create
+# the `<db>_prefect` database. S3: EXPORTFLOW_STORAGE_URL=s3://… and the EXPORTFLOW_S3_*
+# settings, or none of them and the script starts SeaweedFS (`weed mini`) itself. Every
+# other EXPORTFLOW_* variable set here is handed to every host. See deployments/README.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +22,8 @@ read -r -a API_PORTS <<<"${CLUSTER_API_PORTS:-8001 8002}"
 WORKERS=${CLUSTER_WORKERS:-2}
 WORKER_LIMIT=${CLUSTER_WORKER_LIMIT:-2}
 TIMEOUT=${CLUSTER_TIMEOUT:-180}
-STOP_TIMEOUT=${CLUSTER_STOP_TIMEOUT:-30}
+STOP_TIMEOUT=${CLUSTER_STOP_TIMEOUT:-10}
+S3_PORT=${CLUSTER_S3_PORT:-18333}
 PY=$BIN/python
 PREFECT_API=http://$HOST:$PREFECT_PORT/api
 
@@ -67,6 +68,7 @@ start() {
   setsid env -i PATH="$BIN:/usr/bin:/bin" HOME="$DIR/$name" bash -c \
     'cd "$1" && . ./env && shift && exec "$@"' _ "$DIR/$name" "$@" \
     </dev/null >"$DIR/logs/$name.log" 2>&1 &
+  disown
   say "$name $!" >>"$DIR/pids"
   say "started $name (pid $!, log $DIR/logs/$name.log)"
 }
@@ -101,36 +103,79 @@ descendants() {
 }
 
 stop_one() {
-  local name=$1 pid=$2 family waited=0
+  local name=$1 pid=$2 family began=$SECONDS how=stopped
   family=$(descendants "$pid")
   kill -TERM -- "-$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null && ((waited < STOP_TIMEOUT * 2)); do
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS - began >= STOP_TIMEOUT)); then
+      how="killed (no exit within $STOP_TIMEOUT s of SIGTERM)"
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      break
+    fi
     sleep 0.5
-    waited=$((waited + 1))
   done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  # What it left behind, flow runs in their own sessions included.
   # shellcheck disable=SC2086 # one pid per word
   [[ -z $family ]] || kill -KILL $family 2>/dev/null || true
-  say "  stopped $name"
+  say "  $how $name ($((SECONDS - began)) s)"
 }
 
 stop_all() {
   trap '' INT TERM
-  say "stopping ..."
   if [[ -f $DIR/pids ]]; then
+    say "stopping ..."
     tac "$DIR/pids" | while read -r name pid; do stop_one "$name" "$pid"; done
     rm -f "$DIR/pids"
   fi
   rm -f "$DIR/cluster.pid"
 }
 
+# `secrets NAME…`: EXPORTFLOW_NAME, unless given, from secrets made once per cluster folder.
+secrets() {
+  local file=$DIR/secrets.env
+  if [[ ! -f $file ]]; then
+    (umask 077 && "$PY" -c 'import secrets
+for name in ("SECRET_KEY", "JWT_SECRET", "S3_SECRET_KEY"):
+    print(f"{name}={secrets.token_hex(24)}")' >"$file")
+  fi
+  local name value
+  while IFS== read -r name value; do
+    [[ " $* " == *" $name "* && -z $(printenv "EXPORTFLOW_$name") ]] ||
+      continue
+    export "EXPORTFLOW_$name=$value"
+  done <"$file"
+}
+
+# With no S3 settings: SeaweedFS on loopback, ports from CLUSTER_S3_PORT (S3 itself) up.
+start_s3() {
+  host s3
+  printf '{"identities": [{"name": "exportflow", "actions": ["Admin", "Read", "Write", "List",
+    "Tagging"], "credentials": [{"accessKey": "%s", "secretKey": "%s"}]}]}\n' \
+    "$EXPORTFLOW_S3_ACCESS_KEY" "$EXPORTFLOW_S3_SECRET_KEY" >"$DIR/s3/s3.json"
+  local p=$S3_PORT
+  # weed's gRPC ports are its HTTP ports + 10000 (the admin's must be).
+  start s3 weed -logtostderr "-config_dir=$DIR/s3" mini "-dir=$DIR/s3" "-ip=$HOST" \
+    "-ip.bind=$HOST" "-s3.config=$DIR/s3/s3.json" "-s3.port=$p" "-master.port=$((p + 1))" \
+    "-volume.port=$((p + 2))" "-filer.port=$((p + 3))" "-admin.port=$((p + 4))" \
+    -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
+    "-filer.localSocket=$DIR/s3/filer.sock" "-s3.localSocket=$DIR/s3/s3.sock"
+  until_ready s3 "$PY" -c 'from flows.control.settings import Settings
+from flows.control.storage import Storage
+Storage.from_settings(Settings()).fs.mkdirs("exportflow", exist_ok=True)'
+}
+
 up() {
   [[ -n ${EXPORTFLOW_DATABASE_URL:-} ]] || die "set EXPORTFLOW_DATABASE_URL (PostgreSQL)"
-  [[ ${EXPORTFLOW_STORAGE_URL:-} == s3://* ]] || die "set EXPORTFLOW_STORAGE_URL=s3://bucket/prefix and the EXPORTFLOW_S3_* settings"
+  [[ -z ${EXPORTFLOW_STORAGE_URL:-} || $EXPORTFLOW_STORAGE_URL == s3://* ]] ||
+    die "EXPORTFLOW_STORAGE_URL must be s3://bucket/prefix: every host shares the files"
   [[ ! -f $DIR/cluster.pid ]] || ! kill -0 "$(cat "$DIR/cluster.pid")" 2>/dev/null ||
     die "a cluster already runs from $DIR (pid $(cat "$DIR/cluster.pid")): deployments/cluster.sh down"
   local port
-  for port in "$PREFECT_PORT" "${API_PORTS[@]}"; do
+  local ports=("$PREFECT_PORT" "${API_PORTS[@]}") n
+  if [[ -z ${EXPORTFLOW_STORAGE_URL:-} ]]; then
+    for n in 0 1 2 3 4; do ports+=($((S3_PORT + n)) $((S3_PORT + n + 10000))); done
+  fi
+  for port in "${ports[@]}"; do
     port_free "$port" || die "$HOST:$port is in use"
   done
   export EXPORTFLOW_ENV=${EXPORTFLOW_ENV:-production}
@@ -141,6 +186,15 @@ up() {
   trap 'stop_all' EXIT
   local began=$SECONDS prefect_db
   cd "$ROOT"
+  secrets SECRET_KEY JWT_SECRET
+  local own_s3=${EXPORTFLOW_STORAGE_URL:-yes}
+  if [[ $own_s3 == yes ]]; then
+    secrets S3_SECRET_KEY
+    export EXPORTFLOW_S3_ENDPOINT_URL=http://$HOST:$S3_PORT EXPORTFLOW_S3_ACCESS_KEY=exportflow
+    export EXPORTFLOW_STORAGE_URL=s3://exportflow/exports EXPORTFLOW_S3_REGION=us-east-1
+  fi
+  write_common_env
+  [[ $own_s3 != yes ]] || start_s3
   "$PY" -m flows.tools.cli migrate
   # Prefect's own database beside exportflow's; a cluster never runs Prefect on SQLite.
   prefect_db=$("$PY" -c 'import sys
@@ -150,7 +204,6 @@ from flows.tools.prefect_db import prefect_database
 url, which = prefect_database(Settings(), sys.argv[1], Path(sys.argv[2]))
 sys.exit(f"Prefect needs PostgreSQL here: {which}") if url.startswith("sqlite") else print(url)' \
     "$EXPORTFLOW_DATABASE_URL" "$DIR")
-  write_common_env
 
   host prefect-server "export PREFECT_API_DATABASE_CONNECTION_URL=$(printf %q "$prefect_db")"
   start prefect-server prefect server start --host "$HOST" --port "$PREFECT_PORT" --analytics-off
@@ -184,7 +237,9 @@ sys.exit(f"Prefect needs PostgreSQL here: {which}") if url.startswith("sqlite") 
 
   say "Prefect UI:  http://$HOST:$PREFECT_PORT"
   for n in "${!API_PORTS[@]}"; do say "API $((n + 1)):       http://$HOST:${API_PORTS[n]}"; done
-  say "Logs:        $DIR/logs"
+  say "Storage:     $EXPORTFLOW_STORAGE_URL at $EXPORTFLOW_S3_ENDPOINT_URL"
+  say "Logs:        $DIR/logs; each host's settings in $DIR/<host>/env"
+  say "A token:     (. $DIR/api-1/env && $BIN/exportflow token --user demo --perm products:read)"
   say "cluster is up in $((SECONDS - began)) s; Ctrl-C or SIGTERM stops it"
   local -A gone=()
   while true; do
