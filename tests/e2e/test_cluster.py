@@ -55,8 +55,9 @@ def finished(c: Cluster, api: str, job_id: str, headers, timeout: float = 150) -
     """Poll one replica until the export has ended; its last answer."""
     return wait_for(
         f"export {job_id} to end",
-        lambda: (b := c.status(api, job_id, headers))["status"] not in ("pending", "processing")
-        and b,
+        lambda: (
+            (b := c.status(api, job_id, headers))["status"] not in ("pending", "processing") and b
+        ),
         timeout,
         every=0.5,
     )
@@ -149,7 +150,9 @@ def test_a_lost_worker_s_export_resumes_on_the_other_to_the_same_file(cluster):
     assert done.attempt == 1 and worker_of(done.flow_run_id) == survivor
     expected = hashlib.sha256(reference(rt, done)).hexdigest()
     assert end["sha256"] == expected
-    assert hashlib.sha256(cluster.download(cluster.apis[1], job_id, headers)).hexdigest() == expected
+    assert (
+        hashlib.sha256(cluster.download(cluster.apis[1], job_id, headers)).hexdigest() == expected
+    )
     print(
         f"\n{victim} lost after {len(stuck.checkpoint['chunks'])} of 20 chunks; "
         f"resumed on {survivor}, completed {took:.1f} s after the kill"
