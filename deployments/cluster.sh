@@ -109,6 +109,9 @@ stop_one() {
   while kill -0 "$pid" 2>/dev/null; do
     if ((SECONDS - began >= STOP_TIMEOUT)); then
       how="killed (no exit within $STOP_TIMEOUT s of SIGTERM)"
+      # Frozen first, so that no flow run it starts meanwhile escapes the list.
+      kill -STOP -- "-$pid" 2>/dev/null || true
+      family="$family $(descendants "$pid")"
       kill -KILL -- "-$pid" 2>/dev/null || true
       break
     fi

@@ -42,7 +42,8 @@ def cluster(db_url, s3_server, tmp_path_factory):
             p.kill()
         print(c.output())
         assert code == 0, c.output()
-        assert not alive and not c.processes(), f"left running after the cluster stopped: {alive}"
+        left = [(p.pid, p.cmdline()) for p in alive + c.processes()]
+        assert not left, f"left running after the cluster stopped: {left}"
 
 
 def worker_of(run_id) -> str:
