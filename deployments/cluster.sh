@@ -65,6 +65,7 @@ host() {
 start() {
   local name=$1
   shift
+  # shellcheck disable=SC2016 # expanded by the inner shell, from its arguments
   setsid env -i PATH="$BIN:/usr/bin:/bin" HOME="$DIR/$name" bash -c \
     'cd "$1" && . ./env && shift && exec "$@"' _ "$DIR/$name" "$@" \
     </dev/null >"$DIR/logs/$name.log" 2>&1 &
@@ -142,7 +143,7 @@ for name in ("SECRET_KEY", "JWT_SECRET", "S3_SECRET_KEY"):
     print(f"{name}={secrets.token_hex(24)}")' >"$file")
   fi
   local name value
-  while IFS== read -r name value; do
+  while IFS='=' read -r name value; do
     [[ " $* " == *" $name "* && -z $(printenv "EXPORTFLOW_$name") ]] ||
       continue
     export "EXPORTFLOW_$name=$value"
@@ -172,9 +173,8 @@ up() {
   [[ -z ${EXPORTFLOW_STORAGE_URL:-} || $EXPORTFLOW_STORAGE_URL == s3://* ]] ||
     die "EXPORTFLOW_STORAGE_URL must be s3://bucket/prefix: every host shares the files"
   [[ ! -f $DIR/cluster.pid ]] || ! kill -0 "$(cat "$DIR/cluster.pid")" 2>/dev/null ||
-    die "a cluster already runs from $DIR (pid $(cat "$DIR/cluster.pid")): deployments/cluster.sh down"
-  local port
-  local ports=("$PREFECT_PORT" "${API_PORTS[@]}") n
+    die "a cluster runs from $DIR already (pid $(cat "$DIR/cluster.pid")); \`down\` stops it"
+  local ports=("$PREFECT_PORT" "${API_PORTS[@]}") port n
   if [[ -z ${EXPORTFLOW_STORAGE_URL:-} ]]; then
     for n in 0 1 2 3 4; do ports+=($((S3_PORT + n)) $((S3_PORT + n + 10000))); done
   fi
@@ -214,9 +214,10 @@ sys.exit(f"Prefect needs PostgreSQL here: {which}") if url.startswith("sqlite") 
 
   # Once per server, from the checkout: the pool, then the deployments of prefect.yaml.
   host deploy "export EXPORTFLOW_CODE_DIR=$ROOT"
-  (cd "$ROOT" && env -i PATH="$BIN:/usr/bin:/bin" HOME="$DIR/deploy" bash -c \
-    '. "$1/env" && { prefect work-pool inspect exports || prefect work-pool create exports --type process; } &&
-     prefect --no-prompt deploy --all' _ "$DIR/deploy") >"$DIR/logs/deploy.log" 2>&1 ||
+  # shellcheck disable=SC2016 # expanded by the inner shell, from its arguments
+  (cd "$ROOT" && env -i PATH="$BIN:/usr/bin:/bin" HOME="$DIR/deploy" bash -c '. "$1/env" &&
+    { prefect work-pool inspect exports || prefect work-pool create exports --type process; } &&
+    prefect --no-prompt deploy --all' _ "$DIR/deploy") >"$DIR/logs/deploy.log" 2>&1 ||
     die "prefect deploy failed; see $DIR/logs/deploy.log"
   say "  deployed export and cleanup to the exports pool"
 
