@@ -52,12 +52,18 @@ write_common_env() {
   } >"$DIR/common.env"
 }
 
-# `host NAME`: a working directory for one host, its env file = the common one + lines.
+# `host NAME [VAR=VALUE…]`: a working directory for one host; its env file holds the
+# common settings, its own PREFECT_HOME and the VARs.
 host() {
-  local dir=$DIR/$1
+  local dir=$DIR/$1 pair
   shift
   mkdir -p "$dir/prefect"
-  { cat "$DIR/common.env"; printf '%s\n' "export PREFECT_HOME=$dir/prefect" "$@"; } >"$dir/env"
+  {
+    cat "$DIR/common.env"
+    for pair in "PREFECT_HOME=$dir/prefect" "$@"; do
+      printf 'export %s=%q\n' "${pair%%=*}" "${pair#*=}"
+    done
+  } >"$dir/env"
 }
 
 # `start NAME CMD…`: CMD in NAME's directory, in its own session (its pid is the group
@@ -182,6 +188,7 @@ up() {
     port_free "$port" || die "$HOST:$port is in use"
   done
   export EXPORTFLOW_ENV=${EXPORTFLOW_ENV:-production}
+  umask 077 # the env files hold the secrets
   mkdir -p "$DIR/logs"
   rm -f "$DIR/pids"
   say $$ >"$DIR/cluster.pid"
@@ -208,12 +215,12 @@ url, which = prefect_database(Settings(), sys.argv[1], Path(sys.argv[2]))
 sys.exit(f"Prefect needs PostgreSQL here: {which}") if url.startswith("sqlite") else print(url)' \
     "$EXPORTFLOW_DATABASE_URL" "$DIR")
 
-  host prefect-server "export PREFECT_API_DATABASE_CONNECTION_URL=$(printf %q "$prefect_db")"
+  host prefect-server "PREFECT_API_DATABASE_CONNECTION_URL=$prefect_db"
   start prefect-server prefect server start --host "$HOST" --port "$PREFECT_PORT" --analytics-off
   until_ready "prefect-server" http_ok "$PREFECT_API/health"
 
   # Once per server, from the checkout: the pool, then the deployments of prefect.yaml.
-  host deploy "export EXPORTFLOW_CODE_DIR=$ROOT"
+  host deploy "EXPORTFLOW_CODE_DIR=$ROOT"
   # shellcheck disable=SC2016 # expanded by the inner shell, from its arguments
   (cd "$ROOT" && env -i PATH="$BIN:/usr/bin:/bin" HOME="$DIR/deploy" bash -c '. "$1/env" &&
     { prefect work-pool inspect exports || prefect work-pool create exports --type process; } &&
@@ -224,15 +231,15 @@ sys.exit(f"Prefect needs PostgreSQL here: {which}") if url.startswith("sqlite") 
   local n name
   for n in $(seq 1 "$WORKERS"); do
     name=worker-$n
-    host "$name" "export EXPORTFLOW_CODE_DIR=$ROOT" "export EXPORTFLOW_DATA_DIR=$DIR/$name/data" \
-      "export PREFECT_WORKER_QUERY_SECONDS=1 PREFECT_LOGGING_EXTRA_LOGGERS=exportflow"
+    host "$name" "EXPORTFLOW_CODE_DIR=$ROOT" "EXPORTFLOW_DATA_DIR=$DIR/$name/data" \
+      PREFECT_WORKER_QUERY_SECONDS=1 PREFECT_LOGGING_EXTRA_LOGGERS=exportflow
     start "$name" prefect worker start --pool exports --name "$name" --limit "$WORKER_LIMIT"
   done
   for n in $(seq 1 "$WORKERS"); do until_ready "worker-$n" worker_online "worker-$n"; done
 
   for n in "${!API_PORTS[@]}"; do
     name=api-$((n + 1))
-    host "$name" "export EXPORTFLOW_DATA_DIR=$DIR/$name/data"
+    host "$name" "EXPORTFLOW_DATA_DIR=$DIR/$name/data"
     start "$name" uvicorn api.main:app --app-dir "$ROOT" --host "$HOST" --port "${API_PORTS[n]}"
   done
   for n in "${!API_PORTS[@]}"; do
