@@ -162,12 +162,16 @@ def start_cluster(db_url: str, s3: S3Server, root: Path) -> Cluster:
     apis = [f"http://127.0.0.1:{port}" for port in env["CLUSTER_API_PORTS"].split()]
     prefect_api = f"http://127.0.0.1:{env['CLUSTER_PREFECT_PORT']}/api"
     c = Cluster(proc, root / "cluster", log, apis, prefect_api, rt, 0.0)
-    wait_for(
-        "`cluster.sh up` to report ready",
-        lambda: "cluster is up" in c.output() or proc.poll() is not None,
-        timeout=300,
-        every=0.5,
-    )
+    try:
+        wait_for(
+            "`cluster.sh up` to report ready",
+            lambda: "cluster is up" in c.output() or proc.poll() is not None,
+            timeout=300,
+            every=0.5,
+        )
+    except BaseException:
+        c.stop()  # the script stops what it started
+        raise
     if proc.poll() is not None:
         pytest.fail(f"`cluster.sh up` exited with {proc.returncode}:\n{c.output()}")
     c.startup_seconds = time.monotonic() - began

@@ -21,7 +21,8 @@ from tests.e2e.cluster import RATE_LIMIT, WORKERS, Cluster, start_cluster
 from tests.e2e.conftest import wait_for
 from tests.flows.helpers import reference
 
-pytestmark = pytest.mark.cluster
+# Prefect's server on PostgreSQL needs pg_trgm, which the embedded server lacks.
+pytestmark = [pytest.mark.cluster, pytest.mark.contrib]
 
 EXPORTS = 10
 
@@ -135,6 +136,10 @@ def test_a_lost_worker_s_export_resumes_on_the_other_to_the_same_file(cluster):
     wait_for("the script to notice", lambda: f"{victim} (pid" in cluster.output(), 10)
     stuck = rt.jobs.get(job_id)
     assert stuck.status == "processing" and 0 < len(stuck.checkpoint["chunks"]) < 20, stuck
+    # Mid-export as well, both replicas tell the same from the job row.
+    first, second = (cluster.status(api, job_id, headers) for api in cluster.apis)
+    assert first["status"] == second["status"] == "processing"
+    assert first["processedRows"] == second["processedRows"] == stuck.processed_rows
     with get_client(sync_client=True) as client:
         # Nobody is left to say the run ended: it stays Running.
         assert client.read_flow_run(job.flow_run_id).state.is_running()
