@@ -224,9 +224,10 @@ sys.exit(f"Prefect needs PostgreSQL here: {which}") if url.startswith("sqlite") 
   # shellcheck disable=SC2016 # expanded by the inner shell, from its arguments
   (cd "$ROOT" && env -i PATH="$BIN:/usr/bin:/bin" HOME="$DIR/deploy" bash -c '. "$1/env" &&
     { prefect work-pool inspect exports || prefect work-pool create exports --type process; } &&
-    prefect --no-prompt deploy --all' _ "$DIR/deploy") >"$DIR/logs/deploy.log" 2>&1 ||
+    prefect --no-prompt deploy --all &&
+    python -m flows.orchestration.automations' _ "$DIR/deploy") >"$DIR/logs/deploy.log" 2>&1 ||
     die "prefect deploy failed; see $DIR/logs/deploy.log"
-  say "  deployed export and cleanup to the exports pool"
+  say "  deployed export, cleanup and reconcile to the exports pool, and the automations"
 
   local n name
   for n in $(seq 1 "$WORKERS"); do
