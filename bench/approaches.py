@@ -54,6 +54,7 @@ APPROACHES = [
     Approach("psql-ordered", "ref: psql \\copy (… order by id)", "csv", "ref"),
     Approach("adbc-polars", "naive: ADBC fetch_arrow_table → polars write_csv", "csv", "runner"),
     Approach("adbc-pyarrow", "naive: ADBC fetch_arrow_table → pyarrow.csv", "csv", "runner"),
+    Approach("polars-uri", "peer: polars read_database_uri(adbc) → write_csv", "csv", "runner"),
     Approach(
         "offset-polars", "naive: OFFSET pages of 100k (ADBC + polars)", "csv", "runner", **_1M
     ),
@@ -113,6 +114,13 @@ def run_adbc_pyarrow(url: str, target: str, rows: int) -> None:
     pacsv.write_csv(_fetch_all(url), target)
 
 
+def run_polars_uri(url: str, target: str, rows: int) -> None:
+    """What a Polars user writes: read_database_uri with the ADBC engine, then write_csv."""
+    import polars as pl
+
+    pl.read_database_uri(NAIVE_SQL, url, engine="adbc").write_csv(target)
+
+
 def run_offset_polars(url: str, target: str, rows: int) -> None:
     """LIMIT/OFFSET pages appended to one file: every page rescans everything before it."""
     import adbc_driver_postgresql.dbapi as adbc
@@ -167,6 +175,7 @@ def run_polars_excel(url: str, target: str, rows: int) -> None:
 RUNNERS: dict[str, Callable[[str, str, int], None]] = {
     "adbc-polars": run_adbc_polars,
     "adbc-pyarrow": run_adbc_pyarrow,
+    "polars-uri": run_polars_uri,
     "offset-polars": run_offset_polars,
     "xlsxwriter": run_xlsxwriter,
     "polars-excel": run_polars_excel,

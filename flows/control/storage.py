@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
-import fsspec
-
 from flows.control.errors import StorageError
 from flows.control.settings import Settings
 from flows.control.storage_errors import FULL_ERRNOS, WritingFile, storage_error
@@ -83,6 +81,10 @@ class Storage:
         self.url = url
         self.settings = settings
         self.scheme, self.root = resolve_root(url, settings.data_dir)
+        # Here, not at the top: `exportflow export` needs only atomic_local_file, and
+        # fsspec's import is 40 ms of every run.
+        import fsspec
+
         if self.scheme == "s3":
             key = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
             self.fs = fsspec.filesystem(

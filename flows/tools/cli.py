@@ -4,6 +4,7 @@ the stack."""
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 
@@ -148,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        # What the command froze after loading (cli_commands.loading) is collectable again
+        # for a caller that goes on in this process.
+        gc.unfreeze()
 
 
 if __name__ == "__main__":
