@@ -47,8 +47,8 @@ def db_url(server_url: str):
         yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
-            # `exportflow up` keeps the Prefect server's state beside it.
-            for db in (name, f"{name}_prefect"):
+            # `exportflow up` and the cluster test keep their Prefect servers' state beside it.
+            for db in (name, f"{name}_prefect", f"{name}_cluster_prefect"):
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 

@@ -71,15 +71,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         accepted = client.submit(args.module, body, args.idempotency_key)
         job_id = accepted["jobId"]
-        # The file may be what goes to stdout; the id then goes beside the progress bar.
-        print(
-            json.dumps(accepted) if args.json else job_id,
-            file=sys.stderr if to_stdout else sys.stdout,
-            flush=True,
-        )
-        if not args.wait:
-            return 0
-        status = wait_for(client, job_id)
+        # From here the export exists: a Ctrl-C, even before the wait, leaves it running.
+        try:
+            # The file may be what goes to stdout; the id then goes beside the progress bar.
+            print(
+                json.dumps(accepted) if args.json else job_id,
+                file=sys.stderr if to_stdout else sys.stdout,
+                flush=True,
+            )
+            if not args.wait:
+                return 0
+            status = wait_for(client, job_id)
+        except KeyboardInterrupt:
+            print(
+                f"stopped waiting; export {job_id} keeps running on the server:"
+                f" `exportflow jobs` shows it, `exportflow download {job_id} -o PATH` fetches"
+                " its file when it is done",
+                file=sys.stderr,
+            )
+            raise
         save(client, status, args.output)
     return 0
 
@@ -115,17 +125,8 @@ def wait_for(client: ApiClient, job_id: str) -> dict[str, Any]:
                 bar(done, total)
             time.sleep(delay)
             delay = min(MAX_DELAY, delay * BACKOFF)
-    except KeyboardInterrupt:
-        bar.end()
-        print(
-            f"stopped waiting; export {job_id} keeps running on the server:"
-            f" `exportflow jobs` shows it, `exportflow download {job_id} -o PATH` fetches"
-            " its file when it is done",
-            file=sys.stderr,
-        )
-        raise
     except BaseException:
-        bar.end()
+        bar.end()  # the line under the bar is the caller's message
         raise
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
 from flows.control.jobs import JobStore
@@ -23,6 +25,7 @@ from flows.control.settings import DEMO_DATASETS, Settings
 from flows.control.storage import Storage
 from flows.control.tokens import mint_token
 from flows.orchestration.runtime import Runtime
+from flows.tools.prefect_db import asyncpg_url
 from flows.tools.stack_process import descendants
 from tests.e2e.conftest import CHUNK_ROWS, free_port, wait_for
 from tests.s3server import S3Server
@@ -147,6 +150,14 @@ def start_cluster(db_url: str, s3: S3Server, root: Path) -> Cluster:
     """`cluster.sh up` in the background, until it reports ready (or fails the test)."""
     settings = cluster_settings(db_url, s3, root / "tests")
     env = script_env(settings, root / "cluster")
+    # A Prefect database of the cluster's own: `exportflow up` in the other tests keeps its
+    # server's state in `<db>_prefect`, and must not find the cluster's work-pool
+    # deployments there (its runs would wait for a worker that is gone).
+    prefect_db = f"{conninfo_to_dict(db_url)['dbname']}_cluster_prefect"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{prefect_db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{prefect_db}"')
+    env["EXPORTFLOW_PREFECT_DATABASE_URL"] = asyncpg_url(db_url, prefect_db)
     log = root / "cluster.log"
     began = time.monotonic()
     with open(log, "wb") as out:
