@@ -77,6 +77,7 @@ def start_stack(db_url: str, data: Path) -> tuple[subprocess.Popen, str]:
         EXPORTFLOW_PREFECT_PORT=str(port),
         EXPORTFLOW_API_PORT=str(free_port()),
         EXPORTFLOW_CLEANUP_CRON="0 0 1 1 *",  # resumes come from the Crashed automation alone
+        EXPORTFLOW_ENV="development",  # the API refuses the default secret otherwise
     )
     out = open(data / "up.log", "wb")  # noqa: SIM115 - lives as long as the stack
     proc = subprocess.Popen([sys.executable, "-m", "flows.tools.cli", "up"], env=env, stdout=out,
@@ -165,9 +166,11 @@ class Bench:
         """The job's next flow run, once it is Running (the reconcile automation's work)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            current = str(self.jobs.get(job_id).flow_run_id)
-            if current != run_id and client.read_flow_run(current).state.is_running():
-                return current
+            # None between the next attempt and its submission.
+            current = self.jobs.get(job_id).flow_run_id
+            moved = current is not None and str(current) != run_id
+            if moved and client.read_flow_run(current).state.is_running():
+                return str(current)
             time.sleep(0.1)
         sys.exit(f"job {job_id} was not resumed within {timeout:.0f} s of the kill")
 
