@@ -153,26 +153,27 @@ class Checkpoint:
 
 
 def assemble(
-    files: ChunkFiles, settings: Settings, plan: ExportPlan, chunks: list[dict], key: str
+    files: ChunkFiles, settings: Settings, plan: ExportPlan, chunks: Iterable[dict], key: str
 ) -> ExportResult:
-    """Write the chunks, in order, into `key`, committed when complete."""
+    """Write the chunks, in order and as they come, into `key`, committed when complete."""
     neutralise = plan.dataset.neutralise_formulas
     with (
         make_writer(plan.request, plan.columns, settings, neutralise=neutralise) as writer,
         files.storage.open_write(key) as f,
     ):
-        out = HashingSink(f)
+        out, rows = HashingSink(f), 0
         if plan.request.format == "csv":
             out.write(writer.preamble())
             for chunk in chunks:
+                rows += chunk["rows"]
                 with files.storage.open_read(files.key(chunk["index"])) as src:
                     while block := src.read(_COPY_BLOCK):
                         out.write(block)
         else:
             writer.open(out)
             for chunk in chunks:
+                rows += chunk["rows"]
                 for df in files.frames(chunk["index"]):
                     writer.write(df)
             writer.close()
-    rows = sum(chunk["rows"] for chunk in chunks)
     return ExportResult(rows=rows, bytes=out.bytes, sha256=out.hash.hexdigest())

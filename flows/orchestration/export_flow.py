@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import closing
 from contextvars import ContextVar
+from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
@@ -21,7 +24,6 @@ from flows.control.errors import JobNotFound, Superseded, is_transient
 from flows.control.jobs import ACTIVE
 from flows.control.settings import Settings
 from flows.datapath.deadline import Deadline
-from flows.datapath.engine import ExportResult
 from flows.datapath.keyset import Bound, ChunkSizing, keyset_chunks
 from flows.datapath.source import Source, key_ranges
 from flows.datapath.transform import Transform
@@ -31,8 +33,6 @@ from flows.orchestration.job_run import JobRun, end_job, remove_job_files
 from flows.orchestration.runtime import runtime
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     import polars as pl
     import pyarrow as pa
 
@@ -123,21 +123,6 @@ def _frames(run: JobRun, tables: Iterator[pa.Table], sizes: list[int]) -> Iterat
         yield frame
 
 
-@task(
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    task_run_name="assemble-{job_id}",
-    persist_result=False,
-)
-def assemble_file(job_id: str, attempt: int, chunks: list[dict]) -> tuple[str, ExportResult]:
-    """Write the chunks, in order, into the final file."""
-    run = _job_run(job_id, attempt)
-    run.check_loaded()
-    key = final_key(job_id, run.job.module, file_extension(run.plan.request))
-    return key, assemble(run.files, run.rt.settings, run.plan, chunks, key)
-
-
 class Progress:
     """Rows done, to the job row and the run's progress artifact, in one place. The count
     runs beside the reads and only feeds this figure: until it is in, the total is unknown."""
@@ -163,8 +148,9 @@ class Progress:
 
 def _chunks(
     run: JobRun, checkpoint: Checkpoint, progress: Progress, limit: Deadline, running: deque
-) -> None:
-    """Every chunk after the checkpoint, each a task, read ahead and recorded in key order."""
+) -> Iterator[dict]:
+    """Every chunk after the checkpoint, each a task, read ahead; each is recorded, then
+    handed on for the file, in key order."""
     settings = run.rt.settings
     sizing = ChunkSizing.from_settings(settings, checkpoint.limit, settings.chunk_ranges)
 
@@ -183,6 +169,8 @@ def _chunks(
             checkpoint.limit = sizing.limit
             checkpoint.add(bound.index, bound.lo, bound.hi, rows)
             progress(checkpoint)
+            yield checkpoint.chunks[-1]
+    limit.check()  # past the time limit the file is not committed
 
 
 def _sweep(run: JobRun, running: deque) -> None:
@@ -281,9 +269,13 @@ def _export(rt, job_id: str, attempt: int | None, limit: Deadline, last: bool):
             get_run_logger().info(
                 "resuming after key %s (%s rows stored)", checkpoint.last_key, checkpoint.rows
             )
-        _chunks(run, checkpoint, Progress(run, total), limit, running)
-        limit.check()
-        key, result = assemble_file(job_id, run.attempt, checkpoint.chunks)
+        # The file is written while the chunks are read: each chunk is appended once its
+        # predecessors are, from its chunk file, which stays until the file is committed.
+        key = final_key(job_id, run.job.module, file_extension(run.plan.request))
+        reading = _chunks(run, checkpoint, Progress(run, total), limit, running)
+        with closing(reading):
+            chunks = chain(list(checkpoint.chunks), reading)
+            result = assemble(run.files, rt.settings, run.plan, chunks, key)
     except Superseded as exc:
         return _superseded(exc)
     except Exception as exc:
