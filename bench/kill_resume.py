@@ -165,8 +165,10 @@ class Bench:
         """The job's next flow run, once it is Running (the reconcile automation's work)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            current = str(self.jobs.get(job_id).flow_run_id)
-            if current != run_id and client.read_flow_run(current).state.is_running():
+            run = self.jobs.get(job_id).flow_run_id
+            current = str(run)
+            # None between the reconciler moving the job to its next attempt and attaching its run.
+            if run and current != run_id and client.read_flow_run(current).state.is_running():
                 return current
             time.sleep(0.1)
         sys.exit(f"job {job_id} was not resumed within {timeout:.0f} s of the kill")
