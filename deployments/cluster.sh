@@ -215,7 +215,8 @@ url, which = prefect_database(Settings(), sys.argv[1], Path(sys.argv[2]))
 sys.exit(f"Prefect needs PostgreSQL here: {which}") if url.startswith("sqlite") else print(url)' \
     "$EXPORTFLOW_DATABASE_URL" "$DIR")
 
-  host prefect-server "PREFECT_API_DATABASE_CONNECTION_URL=$prefect_db"
+  host prefect-server "PREFECT_API_DATABASE_CONNECTION_URL=$prefect_db" \
+    "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS=1"
   start prefect-server prefect server start --host "$HOST" --port "$PREFECT_PORT" --analytics-off
   until_ready "prefect-server" http_ok "$PREFECT_API/health"
 

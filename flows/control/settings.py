@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     )
     first_chunk_rows: int = Field(1000, ge=1, description="Rows in the first, measuring chunk.")
     read_connections: int = Field(2, ge=1, le=8, description="Connections reading chunks ahead.")
+    chunk_ranges: int = Field(
+        8, ge=1, description="Key ranges of up to chunk_rows a background chunk task reads."
+    )
     direct_max_rows: int = Field(10_000, ge=0, description="Up to this many rows: direct response.")
     stream_max_rows: int = Field(100_000, ge=0, description="Up to this many rows: streamed.")
     rate_limit_per_hour: int = Field(10, ge=1, description="Exports per user per hour.")

@@ -47,16 +47,23 @@ class ChunkSizing:
     target_bytes: int
     first_rows: int = 1000
     limit: int | None = None
+    ranges: int = 1
 
     @classmethod
-    def from_settings(cls, settings: Settings, limit: int | None = None) -> ChunkSizing:
-        """The configured sizing; `limit` restores one measured before (a resumed run)."""
-        return cls(settings.chunk_rows, settings.chunk_bytes, settings.first_chunk_rows, limit)
+    def from_settings(
+        cls, settings: Settings, limit: int | None = None, ranges: int = 1
+    ) -> ChunkSizing:
+        """The configured sizing; `limit` restores one measured before (a resumed run);
+        after the first, each chunk spans `ranges` ranges of `limit` rows."""
+        first = settings.first_chunk_rows
+        return cls(settings.chunk_rows, settings.chunk_bytes, first, limit, ranges)
 
     @property
     def next_limit(self) -> int:
         """Rows to bound the next chunk with."""
-        return self.limit or min(self.first_rows, self.max_rows)
+        if self.limit:
+            return self.limit * self.ranges
+        return min(self.first_rows, self.max_rows)
 
     def measure(self, rows: int, nbytes: int) -> None:
         """Fix the chunk size from the first chunk's rows and Arrow bytes."""

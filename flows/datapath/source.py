@@ -51,9 +51,10 @@ class Source:
         q = count_query(self.plan)
         return int(self._fetch(q).column(0)[0].as_py())
 
-    def next_bound(self, after: Any, limit: int) -> tuple[str, int] | None:
-        """(last key, rows) of the chunk after `after`; None when no rows are left."""
-        row = self._fetch(bound_query(self.plan, after, limit)).to_pylist()[0]
+    def next_bound(self, after: Any, limit: int, until: Any = None) -> tuple[str, int] | None:
+        """(last key, rows) of the chunk after `after` (ending at `until` at the latest);
+        None when no rows are left."""
+        row = self._fetch(bound_query(self.plan, after, limit, until)).to_pylist()[0]
         return (row["hi"], row["n"]) if row["n"] else None
 
     def read_range(self, lo: Any, hi: Any) -> pa.Table:
@@ -97,6 +98,22 @@ class Source:
             self.conn.rollback()
         except Exception:  # the connection is gone; the error above already says so
             return
+
+
+def key_ranges(src: Source, lo: Any, hi: Any, rows: int, limit: int | None) -> Iterator[pa.Table]:
+    """The `rows` rows lo < key <= hi as tables of `limit` rows, read one at a time: the
+    ranges the CLI reads as its chunks, so both write the same bytes."""
+    after = lo
+    for _ in range(-(-rows // limit) - 1 if limit else 0):
+        found = src.next_bound(after, limit, hi)
+        if found is None:
+            return  # rows deleted since the bounds were probed: nothing left up to hi
+        end = found[0]
+        yield src.read_range(after, end)
+        if end == hi:
+            return
+        after = end
+    yield src.read_range(after, hi)
 
 
 def read_chunks(

@@ -140,10 +140,11 @@ def _keyset_terms(plan: ExportPlan, params: _Params, lo: Any, hi: Any = None) ->
     return terms
 
 
-def bound_query(plan: ExportPlan, after: Any, limit: int) -> Query:
-    """The last key and row count of the next `limit` rows after `after` (index only)."""
+def bound_query(plan: ExportPlan, after: Any, limit: int, until: Any = None) -> Query:
+    """The last key and row count of the next `limit` rows after `after`, up to `until`
+    when given (index only)."""
     params = _Params()
-    terms = _keyset_terms(plan, params, after)
+    terms = _keyset_terms(plan, params, after, until)
     key = quote_ident(plan.dataset.key)
     where = f" WHERE {' AND '.join(terms)}" if terms else ""
     inner = (

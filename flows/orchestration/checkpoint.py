@@ -1,15 +1,18 @@
 """Resuming a background export: chunk files in storage, and the checkpoint that lists them.
 
-Each chunk a run reads is stored as a chunk file until the whole file is assembled. A
-resumed run reuses the chunk files its checkpoint lists: CSV chunks are stored encoded
-and other formats as the chunk's frame, assembled through the same deterministic writer,
-so the file is byte-identical to an uninterrupted run's (and to the CLI's). Chunk files
-live under the plan's fingerprint, so runs under two different plans never share one."""
+Each chunk a run reads (one or several key ranges) is stored as a chunk file until the
+whole file is assembled. A resumed run reuses the chunk files its checkpoint lists: CSV
+chunks are stored encoded and other formats as their ranges' frames, assembled through
+the same deterministic writer, so the file is byte-identical to an uninterrupted run's
+(and to the CLI's). Chunk files live under the plan's fingerprint, so runs under two
+different plans never share one."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -22,9 +25,10 @@ from flows.datapath.writers import make_writer
 
 _COPY_BLOCK = 8 * 2**20
 # Bump when the bytes a chunk file holds change for the same plan and settings.
-CHUNK_FORMAT = 3
+CHUNK_FORMAT = 4
 _WRITER_SETTINGS = ("chunk_rows", "chunk_bytes", "first_chunk_rows", "gzip_level")
 _WRITER_SETTINGS += ("xlsx_sheet_rows",)
+Frames = Iterable[pl.DataFrame]
 
 
 def plan_fingerprint(plan: ExportPlan, settings: Settings) -> str:
@@ -64,23 +68,33 @@ class ChunkFiles:
         """The key of chunk `index`."""
         return f"{job_temp_prefix(self.job_id)}{self.fingerprint[:16]}/chunk-{index:06d}"
 
-    def write(self, settings: Settings, plan: ExportPlan, index: int, df: pl.DataFrame) -> int:
-        """Store one chunk, committed only when complete: CSV chunks already encoded (they
-        are independent of each other, so assembly only concatenates), other formats as
-        the frame itself (Arrow IPC, lz4), for the writer to encode in order at assembly."""
+    def write(self, settings: Settings, plan: ExportPlan, index: int, frames: Frames) -> int:
+        """Store one chunk (the frames of its key ranges, in order), committed only when
+        complete: CSV already encoded (chunks are independent of each other, so assembly
+        only concatenates), other formats as the frames themselves (Arrow IPC, lz4, each
+        after its length), for the writer to encode in order at assembly."""
+        rows = 0
         with self.storage.open_write(self.key(index)) as f:
+            writer = None
             if plan.request.format == "csv":
                 neutralise = plan.dataset.neutralise_formulas
                 writer = make_writer(plan.request, plan.columns, settings, neutralise=neutralise)
-                f.write(writer.encode(df))
-            else:
-                df.write_ipc(f, compression="lz4")
-        return df.height
+            for df in frames:
+                rows += df.height
+                if writer is not None:
+                    f.write(writer.encode(df))
+                else:
+                    buf = io.BytesIO()
+                    df.write_ipc(buf, compression="lz4")
+                    f.write(buf.tell().to_bytes(8, "little") + buf.getvalue())
+                del df  # not held while the next range is read
+        return rows
 
-    def read(self, index: int) -> pl.DataFrame:
-        """One chunk's frame, as written."""
+    def frames(self, index: int) -> Iterator[pl.DataFrame]:
+        """One chunk's frames, as written, one at a time."""
         with self.storage.open_read(self.key(index)) as f:
-            return pl.read_ipc(f)
+            while size := int.from_bytes(f.read(8), "little"):
+                yield pl.read_ipc(io.BytesIO(f.read(size)))
 
     def exists(self, index: int) -> bool:
         """Whether chunk `index` is stored."""
@@ -139,25 +153,27 @@ class Checkpoint:
 
 
 def assemble(
-    files: ChunkFiles, settings: Settings, plan: ExportPlan, chunks: list[dict], key: str
+    files: ChunkFiles, settings: Settings, plan: ExportPlan, chunks: Iterable[dict], key: str
 ) -> ExportResult:
-    """Write the chunks, in order, into `key`, committed when complete."""
+    """Write the chunks, in order and as they come, into `key`, committed when complete."""
     neutralise = plan.dataset.neutralise_formulas
     with (
         make_writer(plan.request, plan.columns, settings, neutralise=neutralise) as writer,
         files.storage.open_write(key) as f,
     ):
-        out = HashingSink(f)
+        out, rows = HashingSink(f), 0
         if plan.request.format == "csv":
             out.write(writer.preamble())
             for chunk in chunks:
+                rows += chunk["rows"]
                 with files.storage.open_read(files.key(chunk["index"])) as src:
                     while block := src.read(_COPY_BLOCK):
                         out.write(block)
         else:
             writer.open(out)
             for chunk in chunks:
-                writer.write(files.read(chunk["index"]))
+                rows += chunk["rows"]
+                for df in files.frames(chunk["index"]):
+                    writer.write(df)
             writer.close()
-    rows = sum(chunk["rows"] for chunk in chunks)
     return ExportResult(rows=rows, bytes=out.bytes, sha256=out.hash.hexdigest())

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import closing
 from contextvars import ContextVar
+from itertools import chain
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -20,14 +24,17 @@ from flows.control.errors import JobNotFound, Superseded, is_transient
 from flows.control.jobs import ACTIVE
 from flows.control.settings import Settings
 from flows.datapath.deadline import Deadline
-from flows.datapath.engine import ExportResult
 from flows.datapath.keyset import Bound, ChunkSizing, keyset_chunks
-from flows.datapath.source import Source
+from flows.datapath.source import Source, key_ranges
 from flows.datapath.transform import Transform
 from flows.datapath.writers import file_extension
 from flows.orchestration.checkpoint import Checkpoint, assemble, final_key
 from flows.orchestration.job_run import JobRun, end_job, remove_job_files
 from flows.orchestration.runtime import runtime
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
 
 RETRY_DELAYS = [1, 5, 15]
 # Pauses before the run resumes itself after a transient fault its tasks could not ride
@@ -89,31 +96,31 @@ def count_rows(job_id: str, attempt: int) -> int:
     task_run_name="chunk-{index}",
     persist_result=False,
 )
-def export_chunk(job_id: str, attempt: int, index: int, lo: str | None, hi: str) -> tuple[int, int]:
-    """Read rows lo < key <= hi, transform them, store them as chunk file `index`;
-    returns the rows and their Arrow bytes (which size the chunks after the first)."""
+def export_chunk(
+    job_id: str, attempt: int, index: int, lo: str | None, hi: str, rows: int, limit: int | None
+) -> tuple[int, int]:
+    """Read rows lo < key <= hi in ranges of `limit` rows (the CLI's chunks), transform
+    them and store them as chunk file `index`; returns the rows and the first range's
+    Arrow bytes (which size the chunks after the first)."""
     run = _job_run(job_id, attempt)
     run.check_loaded()  # the row was just read: no second query before the read
+    sizes: list[int] = []
     with Source(run.rt.source_url, run.plan, ATTEMPT_DEADLINE.get()) as src:
-        table = src.read_range(lo, hi)
-    run.ensure_owner()
-    rows = run.files.write(run.rt.settings, run.plan, index, Transform(run.plan)(table))
-    return rows, table.nbytes
+        tables = key_ranges(src, lo, hi, rows, limit)
+        stored = run.files.write(run.rt.settings, run.plan, index, _frames(run, tables, sizes))
+    return stored, sizes[0] if sizes else 0
 
 
-@task(
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    task_run_name="assemble-{job_id}",
-    persist_result=False,
-)
-def assemble_file(job_id: str, attempt: int, chunks: list[dict]) -> tuple[str, ExportResult]:
-    """Write the chunks, in order, into the final file."""
-    run = _job_run(job_id, attempt)
-    run.check_loaded()
-    key = final_key(job_id, run.job.module, file_extension(run.plan.request))
-    return key, assemble(run.files, run.rt.settings, run.plan, chunks, key)
+def _frames(run: JobRun, tables: Iterator[pa.Table], sizes: list[int]) -> Iterator[pl.DataFrame]:
+    """Each table transformed, its Arrow bytes noted; one range in memory at a time."""
+    transform = Transform(run.plan)
+    for table in tables:
+        if not sizes:
+            run.ensure_owner()  # after the first read, before anything is stored
+        sizes.append(table.nbytes)
+        frame = transform(table)
+        del table  # not held while the frame is encoded and the next range read
+        yield frame
 
 
 class Progress:
@@ -141,13 +148,15 @@ class Progress:
 
 def _chunks(
     run: JobRun, checkpoint: Checkpoint, progress: Progress, limit: Deadline, running: deque
-) -> None:
-    """Every chunk after the checkpoint, each a task, read ahead and recorded in key order."""
+) -> Iterator[dict]:
+    """Every chunk after the checkpoint, each a task, read ahead; each is recorded, then
+    handed on for the file, in key order."""
     settings = run.rt.settings
-    sizing = ChunkSizing.from_settings(settings, checkpoint.limit)
+    sizing = ChunkSizing.from_settings(settings, checkpoint.limit, settings.chunk_ranges)
 
     def submit(bound: Bound):
-        future = export_chunk.submit(run.job_id, run.attempt, bound.index, bound.lo, bound.hi)
+        args = (bound.index, bound.lo, bound.hi, bound.rows, sizing.limit)
+        future = export_chunk.submit(run.job_id, run.attempt, *args)
         running.append(future)
         return future
 
@@ -160,6 +169,8 @@ def _chunks(
             checkpoint.limit = sizing.limit
             checkpoint.add(bound.index, bound.lo, bound.hi, rows)
             progress(checkpoint)
+            yield checkpoint.chunks[-1]
+    limit.check()  # past the time limit the file is not committed
 
 
 def _sweep(run: JobRun, running: deque) -> None:
@@ -258,9 +269,13 @@ def _export(rt, job_id: str, attempt: int | None, limit: Deadline, last: bool):
             get_run_logger().info(
                 "resuming after key %s (%s rows stored)", checkpoint.last_key, checkpoint.rows
             )
-        _chunks(run, checkpoint, Progress(run, total), limit, running)
-        limit.check()
-        key, result = assemble_file(job_id, run.attempt, checkpoint.chunks)
+        # The file is written while the chunks are read: each chunk is appended once its
+        # predecessors are, from its chunk file, which stays until the file is committed.
+        key = final_key(job_id, run.job.module, file_extension(run.plan.request))
+        reading = _chunks(run, checkpoint, Progress(run, total), limit, running)
+        with closing(reading):
+            chunks = chain(list(checkpoint.chunks), reading)
+            result = assemble(run.files, rt.settings, run.plan, chunks, key)
     except Superseded as exc:
         return _superseded(exc)
     except Exception as exc:

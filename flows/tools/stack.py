@@ -119,6 +119,9 @@ def children(
     logs = data_dir / "logs"
     (data_dir / "prefect").mkdir(parents=True, exist_ok=True)
     server_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db}
+    # A run parked at the export limit retries its slot every this many seconds (Prefect's
+    # default is 30), so a queued export is not left waiting long after a slot frees.
+    server_env.setdefault("PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS", "1")
     host, port = settings.prefect_host, str(settings.prefect_port)
     python = [sys.executable, "-m"]
     parts = [

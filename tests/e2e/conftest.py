@@ -25,6 +25,10 @@ from flows.control.storage import Storage
 from flows.orchestration.runtime import Runtime
 
 CHUNK_ROWS = 100
+# Two ranges per chunk task: several ranges in one chunk file, and still chunks enough to
+# kill a run between them. 2000 rows: the measuring chunk of 100, then ten of up to 200.
+CHUNK_RANGES = 2
+CHUNKS = 11
 
 
 def free_port() -> int:
@@ -120,6 +124,7 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
         EXPORTFLOW_DATABASE_URL=db_url,
         EXPORTFLOW_DATA_DIR=str(data),
         EXPORTFLOW_CHUNK_ROWS=str(CHUNK_ROWS),
+        EXPORTFLOW_CHUNK_RANGES=str(CHUNK_RANGES),
         EXPORTFLOW_PREFECT_PORT=str(prefect_port),
         EXPORTFLOW_API_PORT=str(api_port),
     )
@@ -135,7 +140,7 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
     # Named in full: a session's other tests may have set EXPORTFLOW_* variables here.
     settings = Settings(
         database_url=db_url, data_dir=data, storage_url=(data.resolve() / "files").as_uri(),
-        chunk_rows=CHUNK_ROWS, _env_file=None,
+        chunk_rows=CHUNK_ROWS, chunk_ranges=CHUNK_RANGES, _env_file=None,
     )  # fmt: skip
     registry = load_checked_registry(DEMO_DATASETS, db_url)
     rt = Runtime(settings, db_url, registry, Storage.from_settings(settings), JobStore(db_url))

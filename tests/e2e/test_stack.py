@@ -37,7 +37,7 @@ from flows.orchestration.automations import (
 )
 from flows.orchestration.checkpoint import job_temp_prefix
 from flows.orchestration.submit import submit_and_attach, submit_job
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import CHUNKS, wait_for
 from tests.flows.helpers import new_job, reference, stored
 
 
@@ -77,7 +77,7 @@ def test_submitted_job_runs_to_completed_file(stack, fmt):
     data = stored(rt, done.file_key)
     assert hashlib.sha256(data).hexdigest() == done.sha256 and len(data) == done.file_bytes
     assert data == reference(rt, done)
-    assert len(done.checkpoint["chunks"]) == 20
+    assert [c["rows"] for c in done.checkpoint["chunks"]] == [100] + [200] * 9 + [100]
     assert rt.storage.list(job_temp_prefix(str(job.id))) == []
     # The operator finds the finished export's record in the run's log in the UI.
     wait_for("the run's finished-export record", lambda: any(
@@ -126,17 +126,17 @@ def test_killed_flow_run_resumes_within_30_s_to_the_identical_file(stack):
     killed = time.monotonic()
     victim.wait(10)  # not our child: psutil cannot report its exit status
     kept = len(rt.jobs.get(job.id).checkpoint["chunks"])
-    assert kept < 20, "the run finished before it was killed"
+    assert kept < CHUNKS, "the run finished before it was killed"
 
     # Nothing but the Crashed event's automation starts the reconciler here.
     wait_for("the next attempt to run", lambda: next_attempt_running(stack, job.id), 60, 0.1)
     latency = time.monotonic() - killed
-    print(f"\nkilled after {kept} of 20 chunks; the next attempt ran {latency:.1f} s later")
+    print(f"\nkilled after {kept} of {CHUNKS} chunks; the next attempt ran {latency:.1f} s later")
     assert latency <= 30
     done = stack.job_final(job.id)
     assert done.status == "completed" and done.sha256 == expected
     assert hashlib.sha256(stored(rt, done.file_key)).hexdigest() == expected
-    assert done.attempt == 1 and len(done.checkpoint["chunks"]) == 20
+    assert done.attempt == 1 and len(done.checkpoint["chunks"]) == CHUNKS
     new_run = stack.run_state(done.flow_run_id, lambda s: s.is_completed(), "completed")
 
     def resumed_logged():

@@ -63,6 +63,7 @@ def test_a_full_disk_fails_with_storage_full_and_nothing_partial(own_db, harness
         "EXPORTFLOW_DATA_DIR": str(small_fs),
         "EXPORTFLOW_STORAGE_URL": small_fs.as_uri(),
         "EXPORTFLOW_CHUNK_ROWS": "200",
+        "EXPORTFLOW_CHUNK_RANGES": "1",
     }
     # Another tenant's 300 KB: this export's ~500 KB of parts plus its ~500 KB file no
     # longer fit.

@@ -28,6 +28,9 @@ def flows_env(settings, harness):
         EXPORTFLOW_DATA_DIR=str(settings.data_dir),
         EXPORTFLOW_STORAGE_URL=settings.resolved_storage_url,
         EXPORTFLOW_CHUNK_ROWS="300",
+        # One key range per chunk task, so that tests count chunks as the CLI reads them;
+        # tests of several ranges per task set chunk_ranges themselves.
+        EXPORTFLOW_CHUNK_RANGES="1",
     )
     _fresh_runtime()
     yield

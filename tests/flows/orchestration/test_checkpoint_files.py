@@ -80,7 +80,7 @@ def stored_chunks(files: ChunkFiles, settings: Settings, plan) -> list[dict]:
     checkpoint = Checkpoint(files.fingerprint)
     lo = None
     for index, df in enumerate(CHUNKS):
-        assert files.write(settings, plan, index, df) == df.height
+        assert files.write(settings, plan, index, [df]) == df.height
         hi = df["Code"][-1]
         checkpoint.add(index, lo, hi, df.height)
         lo = hi
@@ -139,13 +139,14 @@ def test_assembly_uses_only_the_listed_chunks_in_their_order(settings, storage):
     assert [r[0] for r in rows[1:]] == ["a", "b", "c"] and result.rows == 3
 
 
-def test_a_chunk_file_reads_back_as_the_frame_written(settings, storage):
+def test_a_chunk_file_reads_back_as_the_frames_written(settings, storage):
     plan = plan_of(settings, format="xlsx")
     files = ChunkFiles(storage, JOB, plan_fingerprint(plan, settings))
     assert not files.exists(2)
-    files.write(settings, plan, 2, CHUNKS[2])
+    assert files.write(settings, plan, 2, CHUNKS[1:3]) == CHUNKS[1].height + CHUNKS[2].height
     assert files.exists(2) and not files.exists(1)
-    assert files.read(2).equals(CHUNKS[2])
+    back = list(files.frames(2))
+    assert len(back) == 2 and back[0].equals(CHUNKS[1]) and back[1].equals(CHUNKS[2])
     assert storage.exists(f"{job_temp_prefix(JOB)}{files.fingerprint[:16]}/chunk-000002")
 
 

@@ -44,7 +44,7 @@ def test_run_name_progress_artifact_and_tasks_via_client(rt):
         mine = client.read_artifacts(artifact_filter=key)
         assert [(a.type, float(a.data)) for a in mine] == [("progress", 100.0)]
     names = {t.name for t in task_runs(run.id)}
-    assert names == {f"chunk-{i}" for i in range(7)} | {f"count-{job.id}", f"assemble-{job.id}"}
+    assert names == {f"chunk-{i}" for i in range(7)} | {f"count-{job.id}"}
 
 
 def test_unknown_job_fails(rt):

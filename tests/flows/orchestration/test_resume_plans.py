@@ -16,10 +16,10 @@ from tests.flows.helpers import new_job, reference, stored
 def crash_after(monkeypatch, chunks: int) -> None:
     original = module.export_chunk.fn
 
-    def dies(job_id, attempt, index, lo, hi):
+    def dies(job_id, attempt, index, *bounds):
         if index == chunks:
             raise SystemExit("worker killed")
-        return original(job_id, attempt, index, lo, hi)
+        return original(job_id, attempt, index, *bounds)
 
     monkeypatch.setattr(module.export_chunk, "fn", dies)
 
