@@ -72,7 +72,11 @@ def zombie_automation() -> AutomationCore:
 def _essence(automation) -> dict:
     """What the automation does, without the ids the server or the model assign."""
     fields = {"name", "description", "enabled", "trigger", "actions"}
-    return automation.model_dump(mode="json", include=fields, exclude={"trigger": {"id"}})
+    essence = automation.model_dump(mode="json", include=fields, exclude={"trigger": {"id"}})
+    # The trigger's event names are sets: dumped in an order that differs between processes.
+    for key in ("after", "expect", "for_each"):
+        essence["trigger"][key] = sorted(essence["trigger"].get(key) or [])
+    return essence
 
 
 def ensure_zombie_automation(client) -> str:
