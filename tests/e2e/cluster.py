@@ -150,9 +150,9 @@ def start_cluster(db_url: str, s3: S3Server, root: Path) -> Cluster:
     """`cluster.sh up` in the background, until it reports ready (or fails the test)."""
     settings = cluster_settings(db_url, s3, root / "tests")
     env = script_env(settings, root / "cluster")
-    # A Prefect database of the cluster's own: `exportflow up` in the other tests keeps its
-    # server's state in `<db>_prefect`, and must not find the cluster's work-pool
-    # deployments there (its runs would wait for a worker that is gone).
+    # A Prefect database of the cluster's own: an `exportflow up` on the same test database
+    # must not find the cluster's work-pool deployments (its runs would wait for a worker
+    # that is gone), nor the cluster its state.
     prefect_db = f"{conninfo_to_dict(db_url)['dbname']}_cluster_prefect"
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{prefect_db}" WITH (FORCE)')

@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from psycopg.conninfo import conninfo_to_dict
 
 from flows.control.jobs import FINAL, JobStore
 from flows.control.registry import load_checked_registry
 from flows.control.settings import DEMO_DATASETS, Settings
 from flows.control.storage import Storage
 from flows.orchestration.runtime import Runtime
+from flows.tools.prefect_db import asyncpg_url
 
 CHUNK_ROWS = 100
 # Two ranges per chunk task: several ranges in one chunk file, and still chunks enough to
@@ -118,8 +121,15 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
     """`exportflow up` against the test database, a temporary data dir and free ports."""
     data = tmp_path_factory.mktemp("stack")
     prefect_port, api_port = free_port(), free_port()
+    # A Prefect database of this module's stack alone: a later stack on the same test
+    # database must not inherit the scheduled cleanup runs an earlier one left, which its
+    # `serve` would start, late, beside the tests' own runs.
+    prefect_db = f"{conninfo_to_dict(db_url)['dbname']}_prefect_{data.name}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{prefect_db}"')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPORTFLOW_", "PREFECT_"))}
     env.update(
+        EXPORTFLOW_PREFECT_DATABASE_URL=asyncpg_url(db_url, prefect_db),
         EXPORTFLOW_ENV="development",
         EXPORTFLOW_DATABASE_URL=db_url,
         EXPORTFLOW_DATA_DIR=str(data),
@@ -163,6 +173,8 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
         for p in alive:
             p.kill()
         print(s.output())
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{prefect_db}" WITH (FORCE)')
         assert not alive, f"left running after `exportflow up` stopped: {alive}"
 
 
