@@ -235,18 +235,16 @@ def export_flow(job_id: str, attempt: int | None = None):
     for pause in (*RESUME_PAUSES, None):
         try:
             return _export(rt, job_id, attempt, limit, last=pause is None)
-        except Exception as exc:
-            if not _resumable(exc, limit, last=pause is None) or _being_cancelled():
-                raise
+        except _Resume as resume:
+            exc = resume.__cause__
             get_run_logger().warning(
                 "%s (%s); resuming from the checkpoint in %s s", exc, exc.detail, pause
             )
             time.sleep(pause)
 
 
-def _resumable(exc: BaseException, limit: Deadline, last: bool) -> bool:
-    """Whether the run should resume itself after `exc` rather than end the job."""
-    return not last and is_transient(exc) and not limit.expired()
+class _Resume(Exception):
+    """The pass left the job active after a transient fault (its cause): resume it."""
 
 
 def _export(rt, job_id: str, attempt: int | None, limit: Deadline, last: bool):
@@ -279,9 +277,12 @@ def _export(rt, job_id: str, attempt: int | None, limit: Deadline, last: bool):
     except Superseded as exc:
         return _superseded(exc)
     except Exception as exc:
-        if _resumable(exc, limit, last):
+        # Decided once, here: the job is either left active for the next pass or ended.
+        cancelled = _being_cancelled()
+        if not (last or cancelled or limit.expired()) and is_transient(exc):
             wait(list(running))  # no chunk of this pass may still be writing on resume
-        elif run.fail(exc, cancelled=_being_cancelled()):
+            raise _Resume from exc
+        if run.fail(exc, cancelled=cancelled):
             _sweep(run, running)
         raise
     finally:
