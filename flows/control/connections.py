@@ -6,37 +6,35 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-import adbc_driver_postgresql.dbapi as adbc
 import psycopg
 
+from flows.control.arrow_conn import ArrowConnection
 from flows.control.database import classify_db_error, reader_conninfo
 from flows.control.errors import SourceUnavailable
 
 # A new ADBC database connects once more and loads every pg_type row before the
 # connection itself opens (35-60 ms); clones of a kept one skip both. Kept per conninfo,
 # rebuilt when pg_type has grown since (a type created later would read as opaque).
-_kept: dict[str, tuple[adbc.Connection, int]] = {}
+_kept: dict[str, tuple[ArrowConnection, int]] = {}
 _IDLE_KEPT = 8  # idle connections kept per URL, readers and control plane alike
 _kept_lock = threading.Lock()
 _TYPES_MARK = "SELECT max(oid)::bigint FROM pg_type"
 
 
-def _types_mark(conn: adbc.Connection) -> int:
-    with conn.cursor() as cur:
-        cur.execute(_TYPES_MARK)
-        mark = cur.fetchone()[0]
+def _types_mark(conn: ArrowConnection) -> int:
+    mark = conn.query(_TYPES_MARK).column(0)[0].as_py()
     conn.commit()
     return mark
 
 
-def _clone(conninfo: str) -> adbc.Connection:
+def _clone(conninfo: str) -> ArrowConnection:
     """A connection sharing a kept ADBC database whose types are current."""
     with _kept_lock:
         kept = _kept.get(conninfo)
         if kept is None:
-            base = adbc.connect(conninfo)
+            base = ArrowConnection.connect(conninfo)
             kept = _kept[conninfo] = (base, _types_mark(base))
-    conn = kept[0].adbc_clone()
+    conn = kept[0].clone()
     try:
         if _types_mark(conn) == kept[1]:
             return conn
@@ -51,10 +49,10 @@ def _clone(conninfo: str) -> adbc.Connection:
     return _clone(conninfo)
 
 
-_idle_readers: dict[str, list[adbc.Connection]] = {}
+_idle_readers: dict[str, list[ArrowConnection]] = {}
 
 
-def _idle_reader(conninfo: str) -> adbc.Connection | None:
+def _idle_reader(conninfo: str) -> ArrowConnection | None:
     """A kept reader connection, alive and knowing the current types; None if none is."""
     while True:
         with _kept_lock:
@@ -72,7 +70,7 @@ def _idle_reader(conninfo: str) -> adbc.Connection | None:
         conn.close()
 
 
-def adbc_connect(url: str, statement_timeout_seconds: float | None = None) -> adbc.Connection:
+def adbc_connect(url: str, statement_timeout_seconds: float | None = None) -> ArrowConnection:
     """A read-only ADBC connection for the Arrow data path; give it back with adbc_release."""
     conninfo = reader_conninfo(url)
     conn = _idle_reader(conninfo)
@@ -81,17 +79,15 @@ def adbc_connect(url: str, statement_timeout_seconds: float | None = None) -> ad
             conn = _clone(conninfo)
         except Exception as exc:
             raise SourceUnavailable("the database could not be reached", detail=str(exc)) from exc
-    conn.exportflow_conninfo = conninfo
     ms = max(1, round(statement_timeout_seconds * 1000)) if statement_timeout_seconds else 0
-    with conn.cursor() as cur:
-        cur.execute(f"SET statement_timeout = {ms}")  # 0: none, whatever a last user set
+    conn.query(f"SET statement_timeout = {ms}")  # 0: none, whatever a last user set
     conn.commit()  # a later rollback must not undo it
     return conn
 
 
-def adbc_release(conn: adbc.Connection) -> None:
+def adbc_release(conn: ArrowConnection) -> None:
     """Keep a reader connection for the next export, or close it."""
-    conninfo = getattr(conn, "exportflow_conninfo", None)
+    conninfo = conn.conninfo
     try:
         conn.rollback()
     except Exception:

@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="API address for `up`.")
     api_port: int = Field(8000, ge=1, le=65535)
     export_concurrency: int = Field(4, ge=1, description="Background exports running at once.")
+    export_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How much a flow run's own process yields the CPU (nice) to the API and"
+        " to runs starting; 0: not at all.",
+    )
     cleanup_cron: str = Field("*/15 * * * *", description="Schedule of the cleanup flow.")
     startup_timeout_seconds: float = Field(
         120, gt=0, description="`up`: how long each part may take to answer its health check."

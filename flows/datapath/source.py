@@ -72,17 +72,13 @@ class Source:
             # every core: the chunk read twice as slowly, and the writer starved of CPU.
             local.append(("enable_sort", "off"))
         try:
-            with self.conn.cursor() as cur:
-                if local:
-                    # Local to this read's transaction: the next read sets its own.
-                    calls = ", ".join(f"set_config('{k}', '{v}', true)" for k, v in local)
-                    cur.execute(f"SELECT {calls}")
-                    cur.fetchall()
-                if q.params:
-                    cur.execute(q.setup, q.params)
-                    cur.fetchall()
-                cur.execute(q.sql)
-                return cur.fetch_arrow_table()
+            if local:
+                # Local to this read's transaction: the next read sets its own.
+                calls = ", ".join(f"set_config('{k}', '{v}', true)" for k, v in local)
+                self.conn.query(f"SELECT {calls}")
+            if q.params:
+                self.conn.query(q.setup, q.params)
+            return self.conn.query(q.sql)
         except Exception as exc:
             error = classify_db_error(exc)
             if limit and isinstance(error, SourceTimeout):

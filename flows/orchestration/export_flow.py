@@ -63,6 +63,10 @@ def retry_if_transient(task, task_run, state) -> bool:
 
 def _run_name() -> str:
     job_id = flow_run.parameters["job_id"]
+    if flow_run.name.endswith(f"-{job_id}"):
+        # Named by submit_job already: kept, so that nothing is built or read before the
+        # run reports Running (Prefect names a run just before that).
+        return flow_run.name
     job = runtime().jobs.get(job_id)
     return f"export-{job.module if job else 'unknown'}-{job_id}"
 

@@ -6,6 +6,7 @@ run starts, so a flow-run process only reads the catalog."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -42,6 +43,12 @@ class Runtime:
 def runtime() -> Runtime:
     """The context for this process (settings from the environment)."""
     settings = get_settings()
+    if os.environ.get("PREFECT__FLOW_RUN_ID"):
+        # A process of this run alone (a runner or worker started it): on a busy host the
+        # API's answers and the imports of runs just starting go first, so status polls
+        # stay quick and a queued export starts soon after a slot frees. Alone on the host
+        # the run is as fast as before: a niced process still gets any idle CPU.
+        os.nice(settings.export_niceness)
     # Prefect hands records of the `exportflow` loggers to its handlers (the run's log in
     # the UI) when PREFECT_LOGGING_EXTRA_LOGGERS names them; their level is ours to set,
     # or the root's WARNING drops each finished export's record.

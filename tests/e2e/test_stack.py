@@ -122,6 +122,8 @@ def test_killed_flow_run_is_resumed_by_its_crashed_event_to_the_identical_file(s
     watch = StatusWatch(stack, job.id)
     victim = wait_for("the flow-run process", lambda: stack.flow_run_process(run_id), 30)
     wait_for("half the rows", lambda: rt.jobs.get(job.id).processed_rows >= 1000, 60, 0.02)
+    # A run's own process yields the CPU to the API and to runs starting; `up` is not.
+    assert (victim.nice(), psutil.Process(stack.proc.pid).nice()) == (10, 0)
     victim.kill()  # SIGKILL: no hook, no state change from the run itself
     killed = time.monotonic()
     victim.wait(10)  # not our child: psutil cannot report its exit status

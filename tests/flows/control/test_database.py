@@ -64,9 +64,7 @@ def adbc_failure(url: str, sql: str, timeout: float | None = None) -> Exception:
     """The error a real ADBC read of `sql` raises, classified."""
     conn = adbc_connect(url, timeout)
     try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            cur.fetch_arrow_table()
+        conn.query(sql)
     except Exception as exc:
         return classify_db_error(exc)
     finally:
@@ -192,15 +190,12 @@ def test_a_connection_terminated_mid_read_is_transient(db_url, driver):
 def test_a_connection_killed_between_reads_is_transient_without_sqlstate(db_url):
     conn = adbc_connect(db_url)
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_backend_pid()")
-            pid = cur.fetchall()[0][0]
+        pid = conn.query("SELECT pg_backend_pid()").column(0)[0].as_py()
         conn.rollback()
         with psycopg.connect(db_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
-        with pytest.raises(Exception) as info, conn.cursor() as cur:
-            cur.execute("SELECT 1")
-            cur.fetchall()
+        with pytest.raises(Exception) as info:
+            conn.query("SELECT 1")
     finally:
         conn.close()
     # libpq reports it with no SQLSTATE: recognised by its own words.
@@ -248,9 +243,7 @@ def test_a_failed_block_rolls_back_and_its_connection_is_not_kept(db_url):
 
 
 def _one(conn, sql: str):
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        value = cur.fetchall()[0][0]
+    value = conn.query(sql).column(0)[0].as_py()
     conn.rollback()
     return value
 
@@ -273,9 +266,7 @@ def test_a_type_created_after_a_reader_was_kept_reads_as_itself(db_url):
         admin.execute("DROP TYPE IF EXISTS late_mood; CREATE TYPE late_mood AS ENUM ('ok')")
     conn = adbc_connect(db_url)
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 'ok'::late_mood AS m")
-            table = cur.fetch_arrow_table()
+        table = conn.query("SELECT 'ok'::late_mood AS m")
         # An unknown type would arrive as opaque bytes, not the label.
         assert table.column("m").to_pylist() == ["ok"]
     finally:

@@ -241,16 +241,16 @@ def products_plan(registry, **bounds):
 
 def test_source_connections_are_read_only_named_and_time_limited(settings, registry):
     plan = products_plan(registry, statement_timeout_seconds=42)
-    with Source(settings.database_url, plan) as src, src.conn.cursor() as cur:
-        cur.execute(
-            "SELECT current_setting('default_transaction_read_only'),"
-            " current_setting('application_name'), current_setting('statement_timeout')"
-        )
-        assert cur.fetchall() == [("on", READER_APPLICATION_NAME, "42s")]
+    with Source(settings.database_url, plan) as src:
+        row = src.conn.query(
+            "SELECT current_setting('default_transaction_read_only') AS ro,"
+            " current_setting('application_name') AS app,"
+            " current_setting('statement_timeout') AS timeout"
+        ).to_pylist()
+        assert row == [{"ro": "on", "app": READER_APPLICATION_NAME, "timeout": "42s"}]
         src.conn.rollback()
         with pytest.raises(Exception, match="read-only") as info:
-            cur.execute("DELETE FROM products")
-            cur.fetchall()
+            src.conn.query("DELETE FROM products")
     assert classify_db_error(info.value).message.endswith(
         "read-only and the statement tried to write"
     )
