@@ -64,12 +64,6 @@ modules:
 """
 
 
-def _dataset_file(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "datasets.yaml"
-    path.write_text(text)
-    return path
-
-
 @pytest.fixture(scope="module")
 def shop(db_url, tmp_path_factory):
     """The throwaway schema and its checked registry."""
