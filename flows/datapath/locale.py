@@ -224,5 +224,9 @@ def resolve(req: ExportRequest, settings: Settings) -> ExportRequest:
     chosen = {k: getattr(req, k) for k in OPTIONS if getattr(req, k) is not None}
     merged = {**dict.fromkeys(OPTIONS), "delimiter": ",", "decimal_separator": "."}
     merged |= {**base, **chosen}
+    if (merged["true_text"] is None) != (merged["false_text"] is None):
+        # One label given: the other keeps its plain spelling.
+        for name, plain in (("true_text", "true"), ("false_text", "false")):
+            merged[name] = plain if merged[name] is None else merged[name]
     check_options(merged)
     return req.model_copy(update=merged)

@@ -192,6 +192,13 @@ def test_plain_request_is_unchanged(settings, demo):
     assert data.decode().split("\r\n")[1] == "1,-1.5,true,2024-02-01"
 
 
+def test_one_boolean_label_keeps_the_other_plain(settings, demo):
+    data = run(settings, demo, module="demo", columns=["id", "active"], false_text="no")
+    assert data.decode().split("\r\n")[1:4] == ["1,true", "2,no", "3,"]
+    with pytest.raises(errors.InvalidOption, match="must differ"):
+        run(settings, demo, module="demo", false_text="true")
+
+
 def test_en_us_preset(settings, demo):
     data = run(settings, demo, module="demo", locale="en-US", columns=["id", "day"], ids=[1])
     assert data.decode().split("\r\n")[1] == "1,02/01/2024"
