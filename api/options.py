@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from flows.control.errors import InvalidRequest
+from flows.datapath.locale import DecimalSeparator
 from flows.datapath.request import Delimiter, ExportRequest, FilterSpec, Format, parse_request
 
 
@@ -29,10 +30,22 @@ class DateRange(Strict):
 class CsvOptions(Strict):
     """How a CSV file is written."""
 
-    delimiter: Delimiter = ","
+    delimiter: Delimiter | None = Field(None, description="Default: the locale's, else ','.")
     bom: bool = False
     gzip: bool = False
     header: bool = True
+
+
+class FormattingOptions(Strict):
+    """How values are written, overriding the locale's preset (flows/datapath/locale.py):
+    decimal separator, boolean and NULL text for CSV; patterns for CSV text and XLSX dates."""
+
+    decimal_separator: DecimalSeparator | None = None
+    date_pattern: str | None = Field(None, examples=["dd.MM.yyyy"])
+    timestamp_pattern: str | None = Field(None, examples=["dd.MM.yyyy HH:mm:ss"])
+    true_text: str | None = None
+    false_text: str | None = None
+    null_text: str | None = None
 
 
 # Shown in the API's documentation, and tried first by generated tests.
@@ -43,6 +56,7 @@ EXAMPLES = [
         "filters": [{"column": "id", "op": "lte", "value": 20}],
         "csv": {"delimiter": ";", "bom": True, "gzip": True},
     },
+    {"locale": "de-DE", "formatting": {"nullText": "n/a"}},
     {"mode": "background", "dateRange": {"from": "2024-01-01", "to": "2024-02-01"}},
 ]
 
@@ -63,6 +77,8 @@ class ExportOptions(Strict):
     mode: Literal["auto", "background"] = Field(
         "auto", description="auto: by row count; background: always a job to poll."
     )
+    locale: str | None = Field(None, description="A preset: en-US, en-GB, de-DE, fr-FR, ...")
+    formatting: FormattingOptions | None = None
 
 
 def to_request(module: str, opts: ExportOptions) -> ExportRequest:
@@ -83,6 +99,9 @@ def to_request(module: str, opts: ExportOptions) -> ExportRequest:
         data |= {"from": opts.date_range.start, "to": opts.date_range.end}
     if opts.csv is not None:
         data |= opts.csv.model_dump()
+    data["locale"] = opts.locale
+    if opts.formatting is not None:
+        data |= opts.formatting.model_dump()
     return parse_request({k: v for k, v in data.items() if v is not None})
 
 

@@ -98,6 +98,18 @@ class InvalidOption(InvalidRequest):
     code = "invalid_option"
 
 
+class UnknownLocale(InvalidOption):
+    """The locale preset is not one the settings define."""
+
+    code = "unknown_locale"
+
+
+class InvalidPattern(InvalidOption):
+    """A date or timestamp pattern uses something outside the documented tokens."""
+
+    code = "invalid_pattern"
+
+
 class IdempotencyKeyReused(InvalidRequest):
     """An Idempotency-Key already named a different request of the same user."""
 

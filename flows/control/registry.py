@@ -7,10 +7,18 @@ from pathlib import Path
 
 import psycopg
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from flows.control.database import pg_connect
 from flows.control.errors import DatasetConfigError
+from flows.control.number_formats import FORMATTED_KINDS, ColumnSpec
 
 # Type categories (pg_type.typcategory) whose text can start with any character:
 # strings (text, varchar, char, name, citext), enums, arrays; plus JSON and XML.
@@ -73,6 +81,7 @@ class Column(ColumnType):
 
     name: str
     label: str
+    format: str | None = Field(None, description="XLSX number format code, from the dataset.")
 
 
 class Dataset(BaseModel):
@@ -91,9 +100,19 @@ class Dataset(BaseModel):
     date_column: str | None = None
     permission: str
     neutralise_formulas: bool = True
-    columns: dict[str, str | None] = Field(min_length=1)
+    columns: dict[str, str | ColumnSpec | None] = Field(min_length=1)
     sensitive: list[str] = []
     types: dict[str, ColumnType] = {}
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _long_forms(cls, value: object) -> object:
+        # Checked here, so that a mistake is named by its key, not by the union's first arm.
+        if isinstance(value, dict):
+            return {
+                k: ColumnSpec.parse(k, v) if isinstance(v, dict) else v for k, v in value.items()
+            }
+        return value
 
     @model_validator(mode="after")
     def _sensitive_not_exported(self) -> Dataset:
@@ -104,7 +123,14 @@ class Dataset(BaseModel):
 
     def column(self, name: str) -> Column:
         """The allow-listed column `name` with its label and type."""
-        return Column(name=name, label=self.columns[name] or name, **self.types[name].model_dump())
+        entry = self.columns[name]
+        spec = entry if isinstance(entry, ColumnSpec) else ColumnSpec(label=entry)
+        return Column(
+            name=name,
+            label=spec.label or name,
+            format=spec.number_format,
+            **self.types[name].model_dump(),
+        )
 
     @property
     def key_type(self) -> str:
@@ -255,6 +281,19 @@ def check_registry(registry: Registry, url: str, path: Path | str = "datasets") 
                     raise _fail(path, ds, field, f"column {col!r} does not exist in {ds.table}")
             ds.types = types
             _check_key(conn, rel, kind, ds, path)
+            for name, entry in ds.columns.items():
+                if (
+                    isinstance(entry, ColumnSpec)
+                    and entry.format
+                    and (types[name].kind not in FORMATTED_KINDS)
+                ):
+                    raise _fail(
+                        path,
+                        ds,
+                        f"columns.{name}.format",
+                        f"{name!r} is a {types[name].pg_type}: a number format applies to "
+                        "number, date and timestamp columns only; remove it",
+                    )
     return registry
 
 

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     )
     failure_rate_alert: float = Field(0.10, ge=0, le=1, description="Last hour's failed share.")
     xlsx_sheet_rows: int = Field(1_048_575, ge=1, le=1_048_575)
+    locale_presets: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Locale presets added to (or replacing) the built-in en-US, en-GB, de-DE"
+        ' and fr-FR, as JSON: {"nl-NL": {"delimiter": ";", "decimal_separator": ",", ...}}.',
+    )
 
     # Logs: one JSON object per line for a log collector, or plain text for a person.
     log_format: Literal["json", "text"] = Field(

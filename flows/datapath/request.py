@@ -15,17 +15,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flows.control import errors
 from flows.control.registry import Column, Dataset, Registry
 from flows.control.settings import Settings
 from flows.datapath import values as typed
 from flows.datapath.access import OPERATOR, Caller, may_export
+from flows.datapath.locale import DecimalSeparator, Delimiter, resolve
 
 Format = Literal["csv", "xlsx"]
 Operator = Literal["eq", "in", "gte", "lte", "contains"]
-Delimiter = Literal[",", ";", "\t", "|"]
 FORMATS, OPERATORS, DELIMITERS = get_args(Format), get_args(Operator), get_args(Delimiter)
 
 Scalar = str | int | float | bool
@@ -73,12 +73,27 @@ class ExportRequest(BaseModel):
     filters: list[FilterSpec] = []
     timezone: str = Field("UTC", description="IANA zone timestamps are shown in.")
     header: bool = True
-    delimiter: Delimiter = ","
+    delimiter: Delimiter | None = Field(None, description="Default: the locale's, else ','.")
     bom: bool = False
     gzip: bool = Field(False, description="CSV only: XLSX is already compressed.")
+    # Formatting (flows/datapath/locale.py): a preset, and options overriding its own.
+    locale: str | None = Field(None, max_length=35, description="A preset: en-US, de-DE, ...")
+    decimal_separator: DecimalSeparator | None = None
+    date_pattern: str | None = Field(None, description="CSV dates, XLSX date format: dd.MM.yyyy")
+    timestamp_pattern: str | None = Field(None, description="e.g. dd.MM.yyyy HH:mm:ss")
+    true_text: str | None = None
+    false_text: str | None = None
+    null_text: str | None = None
 
     def __init__(self, **data: Any) -> None:
         _strict_init(ExportRequest, self, data)
+
+    @model_validator(mode="after")
+    def _plain_delimiter(self) -> ExportRequest:
+        # Without a locale the delimiter is known at once; with one, planning fills it in.
+        if self.delimiter is None and self.locale is None:
+            self.delimiter = ","
+        return self
 
 
 class Condition(BaseModel):
@@ -110,6 +125,7 @@ _FIELD_ERRORS = {
     "format": (errors.UnsupportedFormat, "unsupported format {input!r}; use csv or xlsx"),
     "op": (errors.UnknownOperator, "unknown filter operator {input!r}; use one of: {ops}"),
     "delimiter": (errors.InvalidOption, "delimiter {input!r} must be one of {delimiters}"),
+    "decimal_separator": (errors.InvalidOption, "decimal separator {input!r}: use '.' or ','"),
 }
 
 
@@ -154,6 +170,7 @@ def plan_export(
     if req.gzip and req.format == "xlsx":
         raise errors.InvalidOption("gzip applies to CSV only: XLSX is already compressed")
     tz = typed.zone(req.timezone)
+    req = resolve(req, settings)
     conditions = [c for f in req.filters for c in _condition(ds, f, tz)]
     if req.ids is not None:
         conditions.append(_ids_condition(ds, req.ids, tz))

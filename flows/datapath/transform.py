@@ -8,10 +8,14 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pyarrow as pa
 
+from flows.datapath.locale import strftime
 from flows.datapath.request import ExportPlan
 
 # OWASP CSV injection: a cell starting with one of these is a formula to Excel or Sheets.
 FORMULA_TRIGGER = r"^[=+\-@\t\r\n]"
+# Columns a decimal separator applies to (numeric arrives as its exact text).
+DECIMAL_TYPES = frozenset({"real", "double precision", "numeric"})
+ISO_DATE, ISO_TIMESTAMP = "%Y-%m-%d", "%Y-%m-%d %H:%M:%S%.f"
 
 
 def _sentinels(bits: int, epoch_shift: int) -> tuple[list[int], list[int]]:
@@ -75,6 +79,17 @@ class Transform:
         # XLSX keeps the true text and marks trigger cells with a quote-prefix style
         # (writers.xlsx_cells); only CSV needs the apostrophe in the value itself.
         self.neutralise = plan.dataset.neutralise_formulas and plan.request.format != "xlsx"
+        # CSV shows the locale's text; XLSX keeps numbers and dates (its cells get formats).
+        req, csv = plan.request, plan.request.format == "csv"
+        self.comma = [
+            c.name
+            for c in plan.columns
+            if csv and req.decimal_separator == "," and c.base_type in DECIMAL_TYPES
+        ]
+        self.booleans = (req.true_text, req.false_text) if csv else (None, None)
+        self.date_format = strftime(req.date_pattern) if csv and req.date_pattern else None
+        ts = req.timestamp_pattern
+        self.timestamp_format = strftime(ts) if csv and ts else None
 
     def __call__(self, table: pa.Table) -> pl.DataFrame:
         """Transform one chunk; columns come out in plan order, named by label."""
@@ -93,7 +108,47 @@ class Transform:
             exprs += [neutralise(df[n]) for n in self.text_columns if df[n].dtype == pl.String]
         if exprs:
             df = df.with_columns(exprs)
+        # After neutralising, which never touches a number: `-1,5` stays a number.
+        shown = [
+            e for e in (self._localised(df, n, t) for n, t in df.schema.items()) if e is not None
+        ]
+        if shown:
+            df = df.with_columns(shown)
         return df.rename(self.labels)
+
+    def _localised(self, df: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Series | None:
+        """The column as the locale writes it, or None when it stays as it is."""
+        s = df[name]
+        if name in self.comma:
+            if dtype == pl.String:  # numeric: its exact text, one point at most
+                return s.str.replace(".", ",", literal=True)
+            if dtype.is_float():
+                special = pl.when(pl.col(name) > 0).then(pl.lit("Infinity"))
+                text = pl.col(name).cast(pl.String).str.replace(".", ",", literal=True)
+                shown = pl.when(pl.col(name).is_infinite()).then(
+                    special.otherwise(pl.lit("-Infinity"))
+                )
+                return df.select(shown.otherwise(text).alias(name)).to_series()
+        if dtype == pl.Boolean and self.booleans[0] is not None:
+            true, false = self.booleans
+            return df.select(
+                pl.when(pl.col(name))
+                .then(pl.lit(true))
+                .when(~pl.col(name))
+                .then(pl.lit(false))
+                .alias(name)
+            ).to_series()
+        fmt = self.date_format if dtype == pl.Date else None
+        if isinstance(dtype, pl.Datetime):
+            fmt = self.timestamp_format
+        if fmt is None:
+            return None
+        text = s.dt.to_string(fmt)
+        # Years before 1 print with a minus sign: the one way a date could start a formula.
+        first_year = s.dt.year().min()
+        if first_year is not None and first_year < 1:
+            text = neutralise(text)
+        return text.alias(name)
 
     def _temporal(self, df: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr | None:
         col = pl.col(name)
@@ -108,7 +163,8 @@ class Transform:
         # PostgreSQL's ±infinity arrive as the type's extreme values; keep their meaning as
         # text (zones are already applied, the sentinels left as they were).
         finite = pl.when(raw.is_in(pos + neg)).then(0).otherwise(raw).cast(dtype)
-        text = finite.dt.to_string("%Y-%m-%d %H:%M:%S%.f" if dtype != pl.Date else "%Y-%m-%d")
+        fmt = self.date_format if dtype == pl.Date else self.timestamp_format
+        text = finite.dt.to_string(fmt or (ISO_DATE if dtype == pl.Date else ISO_TIMESTAMP))
         return (
             pl.when(raw.is_in(pos))
             .then(pl.lit("infinity"))

@@ -32,10 +32,17 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", dest="date_to", help="YYYY-MM-DD (whole day) or ISO date-time")
     p.add_argument("--filter", action="append", default=[], help="COLUMN:OP:VALUE (repeatable)")
     p.add_argument("--timezone", default="UTC", help="IANA zone for timestamps (default UTC)")
-    p.add_argument("--delimiter", default=",")
+    p.add_argument("--delimiter", help="one of , ; TAB | (default: the locale's, else ,)")
     p.add_argument("--no-header", action="store_true")
     p.add_argument("--bom", action="store_true", help="UTF-8 byte order mark, for Excel")
     p.add_argument("--gzip", action="store_true")
+    p.add_argument("--locale", help="preset: en-US, en-GB, de-DE, fr-FR (or an operator's)")
+    p.add_argument("--decimal-separator", help=". or , (CSV numbers)")
+    p.add_argument("--date-pattern", help="CSV dates and XLSX date format, e.g. dd.MM.yyyy")
+    p.add_argument("--timestamp-pattern", help="e.g. dd.MM.yyyy HH:mm:ss")
+    p.add_argument("--true-text", help="CSV text of true")
+    p.add_argument("--false-text", help="CSV text of false")
+    p.add_argument("--null-text", help="CSV text of NULL (default: empty)")
 
 
 def add_api_options(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from flows.tools.api_client import (
     part_path,
     stream_into,
 )
-from flows.tools.cli_commands import load_settings, request_data
+from flows.tools.cli_commands import FORMATTING, load_settings, request_data
 from flows.tools.cli_output import STDOUT, ProgressBar, check_output, output_error
 
 ENDED = ("failed", "cancelled", "expired")
@@ -36,9 +36,14 @@ def api_body(args: argparse.Namespace) -> dict[str, Any]:
         "format": data["format"],
         "filters": data["filters"],
         "timezone": data["timezone"],
-        "csv": {k: data[k] for k in ("delimiter", "bom", "gzip", "header")},
+        "csv": {k: data[k] for k in ("delimiter", "bom", "gzip", "header") if data[k] is not None},
         "mode": "background",
     }
+    if data["locale"] is not None:
+        body["locale"] = data["locale"]
+    formatting = {FORMATTING[k]: data[k] for k in FORMATTING if k != "locale" and data[k]}
+    if formatting:
+        body["formatting"] = formatting
     if data["columns"] is not None:
         body["selectedColumns"] = data["columns"]
     if data["ids"] is not None:

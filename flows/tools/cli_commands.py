@@ -73,6 +73,18 @@ def _split(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
 
+# The request's formatting options, as the command line and the API name them.
+FORMATTING = {
+    "locale": "locale",
+    "decimal_separator": "decimalSeparator",
+    "date_pattern": "datePattern",
+    "timestamp_pattern": "timestampPattern",
+    "true_text": "trueText",
+    "false_text": "falseText",
+    "null_text": "nullText",
+}
+
+
 def request_data(args: argparse.Namespace) -> dict[str, Any]:
     """The request in its JSON form, as the API receives it."""
     return {
@@ -88,6 +100,7 @@ def request_data(args: argparse.Namespace) -> dict[str, Any]:
         "delimiter": args.delimiter,
         "bom": args.bom,
         "gzip": args.gzip,
+        **{k: getattr(args, k) for k in FORMATTING},
     }
 
 

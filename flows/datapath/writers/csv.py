@@ -23,6 +23,7 @@ import polars as pl
 
 from flows.control.registry import Column
 from flows.datapath.request import ExportRequest
+from flows.datapath.transform import DECIMAL_TYPES
 from flows.datapath.writers import header_labels
 
 # Excel and pandas both parse this; the zone is the request's, applied by the transform.
@@ -48,6 +49,9 @@ class CsvWriter:
         self.gzip_level = gzip_level
         # The list separators Polars does not quote by itself.
         self.extra = [c for c in ",;\t" if c != request.delimiter]
+        # A decimal comma is the reader's own number format, not a list separator to guard.
+        comma = request.decimal_separator == ","
+        self.numbers = {c.label for c in columns if comma and c.base_type in DECIMAL_TYPES}
         self.sink: BinaryIO | None = None
 
     def __enter__(self) -> CsvWriter:
@@ -92,7 +96,7 @@ class CsvWriter:
         checks = [
             pl.col(n).str.contains_any(self.extra).any()
             for n, dtype in df.schema.items()
-            if dtype == pl.String
+            if dtype == pl.String and n not in self.numbers
         ]
         return not checks or not any(df.select(checks).row(0))
 
@@ -108,6 +112,7 @@ class CsvWriter:
             quote_style=style,
             datetime_format=DATETIME_FORMAT,
             date_format=DATE_FORMAT,
+            null_value=self.request.null_text or "",
         )
         # A view, not a copy: a chunk's text is tens of MiB.
         return b"" if out else buf.getbuffer()

@@ -33,15 +33,41 @@ from typing import BinaryIO
 import polars as pl
 
 from flows.control.registry import Column
+from flows.datapath.locale import excel_format
 from flows.datapath.request import ExportRequest
 from flows.datapath.writers import header_labels
 from flows.datapath.writers import xlsx_parts as parts
-from flows.datapath.writers.xlsx_cells import RowEncoder, header_row, sample_widths
+from flows.datapath.writers.xlsx_cells import (
+    DATE_TYPES,
+    TIMESTAMP_TYPES,
+    RowEncoder,
+    header_row,
+    sample_widths,
+)
 from flows.datapath.writers.xlsx_zip import Segment, Spool, ZipStream, crc32_combine, deflate
 
 MAX_SHEET_ROWS = parts.MAX_ROWS - 1  # one row is the header
 BLOCK_ROWS = 8_192  # rows built and deflated at a time: bounds the transient memory
 MAX_PENDING = 1  # blocks (~5 MiB of XML each) deflating while the next is built
+
+
+def column_styles(
+    request: ExportRequest, columns: list[Column]
+) -> tuple[tuple[str, ...], list[int | None]]:
+    """The number formats the workbook declares, and each column's style (None: the
+    default for its type): the dataset's format, else the request's date patterns."""
+    date = excel_format(request.date_pattern) if request.date_pattern else None
+    stamp = excel_format(request.timestamp_pattern) if request.timestamp_pattern else None
+    codes: list[str | None] = [
+        c.format
+        or (
+            date if c.base_type in DATE_TYPES else stamp if c.base_type in TIMESTAMP_TYPES else None
+        )
+        for c in columns
+    ]
+    formats = tuple(dict.fromkeys(c for c in codes if c is not None))
+    styles = [None if c is None else parts.FIRST_CUSTOM_STYLE + formats.index(c) for c in codes]
+    return formats, styles
 
 
 class XlsxWriter:
@@ -68,7 +94,8 @@ class XlsxWriter:
         self.force_zip64 = force_zip64
         self.header = request.header
         self.labels = header_labels(columns, request.timezone)
-        self.encoder = RowEncoder(columns, request.timezone, neutralise)
+        self.formats, styles = column_styles(request, columns)
+        self.encoder = RowEncoder(columns, request.timezone, neutralise, styles)
         self.last_col = parts.column_letter(len(columns) - 1)
         self.widths: list[float] | None = None
         self.zip: ZipStream | None = None
@@ -100,7 +127,7 @@ class XlsxWriter:
         """Write the parts that do not depend on the rows."""
         self.zip = ZipStream(sink, force_zip64=self.force_zip64)
         self.zip.add_bytes("_rels/.rels", parts.PACKAGE_RELS.encode())
-        self.zip.add_bytes("xl/styles.xml", parts.STYLES.encode())
+        self.zip.add_bytes("xl/styles.xml", parts.styles(self.formats).encode())
         description = f"Dates and times are shown in the time zone {self.request.timezone}."
         core = parts.core(self.request.module, description)
         self.zip.add_bytes("docProps/core.xml", core.encode())

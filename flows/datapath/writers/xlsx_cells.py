@@ -60,8 +60,15 @@ Piece = pl.Expr | str
 class RowEncoder:
     """Builds `<row>` elements for the worksheet columns `columns`, in that order."""
 
-    def __init__(self, columns: list[Column], timezone: str, neutralise: bool = True) -> None:
+    def __init__(
+        self,
+        columns: list[Column],
+        timezone: str,
+        neutralise: bool = True,
+        styles: list[int | None] | None = None,
+    ) -> None:
         self.columns = columns
+        self.styles = styles or [None] * len(columns)
         self.timezone = timezone
         self.neutralise = neutralise
         self.letters = [column_letter(i) for i in range(len(columns))]
@@ -78,6 +85,7 @@ class RowEncoder:
         )
         pieces: list[Piece] = ['<row r="', pl.col(_ROW), '">']
         for i, (name, column) in enumerate(zip(df.columns, self.columns, strict=True)):
+            block.style = self.styles[i]
             pieces += block.column(i, name, column, self.letters[i])
         pieces.append("</row>")
         frame = df.with_columns(**block.extra)
@@ -95,6 +103,16 @@ class _Block:
         self.timezone = timezone
         self.neutralise = neutralise
         self.extra: dict[str, pl.Series | pl.Expr] = {}
+        self.style: int | None = None  # the column's number format, when it has its own
+
+    @property
+    def number(self) -> str:
+        """The style attribute of a number cell."""
+        return "" if self.style is None else f' s="{self.style}"'
+
+    def date_style(self, date: bool) -> str:
+        """The style attribute of a date or timestamp cell."""
+        return f' s="{self.style or (STYLE_DATE if date else STYLE_DATETIME)}"'
 
     def column(self, index: int, name: str, column: Column, letter: str) -> list[Piece]:
         pg_type = column.base_type
@@ -106,30 +124,30 @@ class _Block:
             return self.uniform("value", col.cast(pl.UInt8).cast(pl.String), ' t="b"')
         if dtype.is_integer():
             if dtype in _SHORT_INTS:
-                return self.uniform("value", col.cast(pl.String))
+                return self.uniform("value", col.cast(pl.String), self.number)
             if dtype.is_unsigned_integer():
                 exact = s <= _MAX_EXACT_INT
             else:
                 exact = s.is_between(-_MAX_EXACT_INT, _MAX_EXACT_INT)
-            return self.mixed(exact, col.cast(pl.String), "", col.cast(pl.String), col)
+            return self.mixed(exact, col.cast(pl.String), self.number, col.cast(pl.String), col)
         if dtype.is_float():
             shown = col.cast(pl.String).str.replace("e", "E", literal=True)
             special = pl.when(col.is_nan()).then(pl.lit("NaN"))
             special = special.when(col > 0).then(pl.lit("Infinity"))
             special = special.when(col < 0).then(pl.lit("-Infinity"))  # NULL stays NULL
-            return self.mixed(s.is_finite(), shown, "", special, col)
+            return self.mixed(s.is_finite(), shown, self.number, special, col)
         if dtype == pl.Time:
             serial = col.cast(pl.Int64).cast(pl.Float64) / _NS_PER_DAY
             shown = serial.cast(pl.String).str.replace("e", "E", literal=True)
             return self.uniform("value", shown, f' s="{STYLE_TIME}"')
         if dtype.is_decimal():
             s = self.replace(name, s.cast(pl.String))
-            return self.mixed(numeric_exact(s), col, "", col, col)
+            return self.mixed(numeric_exact(s), col, self.number, col, col)
         if dtype == pl.Date or isinstance(dtype, pl.Datetime):
             return self.temporal(name, s)
         if dtype == pl.String:
             if pg_type in NUMERIC_TYPES:
-                return self.mixed(numeric_exact(s), col, "", col, col)
+                return self.mixed(numeric_exact(s), col, self.number, col, col)
             if pg_type in DATE_TYPES | TIMESTAMP_TYPES:
                 return self.temporal_text(name, s, pg_type in DATE_TYPES)
             if pg_type not in _NOT_FREE_TEXT:
@@ -191,7 +209,7 @@ class _Block:
         if not date and s.dtype.time_zone is not None:
             s = self.replace(name, wall_clock(s, self.timezone))
         col = pl.col(name)
-        style = f' s="{STYLE_DATE if date else STYLE_DATETIME}"'
+        style = self.date_style(date)
         raw = _raw_serial(col, date)
         ticks = s.cast(pl.Int32) if date else s.dt.epoch("us")
         lo, hi = ticks.min(), ticks.max()
@@ -213,7 +231,7 @@ class _Block:
         helper = f"\x00date{self.index}"
         self.extra[helper] = parsed
         raw = _raw_serial(pl.col(helper), date)
-        style = f' s="{STYLE_DATE if date else STYLE_DATETIME}"'
+        style = self.date_style(date)
         return self.mixed(_in_range(raw), raw.cast(pl.String), style, pl.col(name), pl.col(name))
 
 

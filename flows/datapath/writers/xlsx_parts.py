@@ -18,35 +18,48 @@ MAX_COLUMNS = 16_384
 # starts like a formula: Excel keeps such a cell text even when someone edits it.
 STYLE_HEADER, STYLE_DATE, STYLE_DATETIME, STYLE_TIME, STYLE_QUOTED = 1, 2, 3, 4, 5
 
-STYLES = (
-    XML_DECL + f'<styleSheet xmlns="{NS_MAIN}">'
-    '<numFmts count="3">'
-    '<numFmt numFmtId="164" formatCode="yyyy\\-mm\\-dd"/>'
-    '<numFmt numFmtId="165" formatCode="yyyy\\-mm\\-dd\\ hh:mm:ss.000"/>'
-    '<numFmt numFmtId="166" formatCode="hh:mm:ss.000"/>'
-    "</numFmts>"
-    '<fonts count="2">'
-    '<font><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
-    '<font><b/><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
-    "</fonts>"
-    '<fills count="2"><fill><patternFill patternType="none"/></fill>'
-    '<fill><patternFill patternType="gray125"/></fill></fills>'
-    '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
-    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
-    '<cellXfs count="6">'
-    '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
-    '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
-    '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
-    '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
-    '<xf numFmtId="166" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
-    '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0" quotePrefix="1"/>'
-    "</cellXfs>"
-    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
-    '<dxfs count="0"/>'
-    '<tableStyles count="0" defaultTableStyle="TableStyleMedium9" '
-    'defaultPivotStyle="PivotStyleLight16"/>'
-    "</styleSheet>"
-)
+FIRST_CUSTOM_STYLE, _FIRST_CUSTOM_FORMAT = 6, 167
+
+
+def styles(formats: tuple[str, ...] = ()) -> str:
+    """xl/styles.xml; each of `formats` (Excel format codes) gets style FIRST_CUSTOM_STYLE + i."""
+    codes = ["yyyy\\-mm\\-dd", "yyyy\\-mm\\-dd\\ hh:mm:ss.000", "hh:mm:ss.000", *formats]
+    num_fmts = "".join(
+        f'<numFmt numFmtId="{164 + i}" formatCode="{xml_text(code)}"/>'
+        for i, code in enumerate(codes)
+    )
+    custom = "".join(
+        f'<xf numFmtId="{_FIRST_CUSTOM_FORMAT + i}" fontId="0" fillId="0" borderId="0" xfId="0"'
+        ' applyNumberFormat="1"/>'
+        for i in range(len(formats))
+    )
+    return (
+        XML_DECL + f'<styleSheet xmlns="{NS_MAIN}">'
+        f'<numFmts count="{len(codes)}">{num_fmts}</numFmts>'
+        '<fonts count="2">'
+        '<font><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
+        '<font><b/><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
+        "</fonts>"
+        '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+        '<fill><patternFill patternType="gray125"/></fill></fills>'
+        '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+        '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/>'
+        "</cellStyleXfs>"
+        f'<cellXfs count="{FIRST_CUSTOM_STYLE + len(formats)}">'
+        '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+        '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
+        '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+        '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+        '<xf numFmtId="166" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+        '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0" quotePrefix="1"/>'
+        f"{custom}</cellXfs>"
+        '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+        '<dxfs count="0"/>'
+        '<tableStyles count="0" defaultTableStyle="TableStyleMedium9" '
+        'defaultPivotStyle="PivotStyleLight16"/>'
+        "</styleSheet>"
+    )
+
 
 PACKAGE_RELS = (
     XML_DECL + f'<Relationships xmlns="{NS_PKG_REL}">'

@@ -75,7 +75,9 @@ def test_openapi_schema_lists_the_allowed_values():
     schema = ExportRequest.model_json_schema()
     props = schema["properties"]
     assert props["format"]["enum"] == ["csv", "xlsx"]
-    assert props["delimiter"]["enum"] == [",", ";", "\t", "|"]
+    # None: the locale's delimiter, else ','.
+    assert props["delimiter"]["anyOf"][0]["enum"] == [",", ";", "\t", "|"]
+    assert props["decimal_separator"]["anyOf"][0]["enum"] == [".", ","]
     assert schema["$defs"]["FilterSpec"]["properties"]["op"]["enum"] == [
         "eq",
         "in",
