@@ -98,6 +98,12 @@ class InvalidOption(InvalidRequest):
     code = "invalid_option"
 
 
+class UnknownRelation(InvalidRequest):
+    """A related sheet the request names is not declared for the module, or is named twice."""
+
+    code = "unknown_relation"
+
+
 class IdempotencyKeyReused(InvalidRequest):
     """An Idempotency-Key already named a different request of the same user."""
 

@@ -94,12 +94,14 @@ class Dataset(BaseModel):
     columns: dict[str, str | None] = Field(min_length=1)
     sensitive: list[str] = []
     types: dict[str, ColumnType] = {}
+    relations: dict[str, Relation] = Field({}, description="Related sheets, by name.")
 
     @model_validator(mode="after")
     def _sensitive_not_exported(self) -> Dataset:
         leaked = sorted(set(self.sensitive) & set(self.columns))
         if leaked:
             raise ValueError(f"sensitive columns also listed in columns: {', '.join(leaked)}")
+        name_relations(self.name, self.relations)
         return self
 
     def column(self, name: str) -> Column:
@@ -255,7 +257,15 @@ def check_registry(registry: Registry, url: str, path: Path | str = "datasets") 
                     raise _fail(path, ds, field, f"column {col!r} does not exist in {ds.table}")
             ds.types = types
             _check_key(conn, rel, kind, ds, path)
+            check_relations(conn, ds, path)
     return registry
+
+
+# Relations reuse the catalog queries above; imported last, as they import this module.
+from flows.control.relations import Relation, check_relations, name_relations  # noqa: E402
+
+Dataset.model_rebuild()
+Registry.model_rebuild()
 
 
 def load_checked_registry(path: Path, url: str) -> Registry:
