@@ -63,6 +63,11 @@ class ExportOptions(Strict):
     mode: Literal["auto", "background"] = Field(
         "auto", description="auto: by row count; background: always a job to poll."
     )
+    relations: list[str] | None = Field(
+        None,
+        description="Related sheets to add (GET /api/modules lists them): further XLSX "
+        "sheets, or for CSV a zip with one CSV per table. None or []: the module's rows only.",
+    )
 
 
 def to_request(module: str, opts: ExportOptions) -> ExportRequest:
@@ -78,6 +83,7 @@ def to_request(module: str, opts: ExportOptions) -> ExportRequest:
         "ids": opts.selected_ids if opts.scope == "selected" else None,
         "filters": [f.model_dump() for f in opts.filters],
         "timezone": opts.timezone,
+        "relations": opts.relations,
     }
     if opts.date_range is not None:
         data |= {"from": opts.date_range.start, "to": opts.date_range.end}

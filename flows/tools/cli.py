@@ -36,6 +36,10 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-header", action="store_true")
     p.add_argument("--bom", action="store_true", help="UTF-8 byte order mark, for Excel")
     p.add_argument("--gzip", action="store_true")
+    p.add_argument(
+        "--relations",
+        help="comma-separated related sheets to add (xlsx: sheets; csv: a zip of CSV files)",
+    )
 
 
 def add_api_options(p: argparse.ArgumentParser) -> None:

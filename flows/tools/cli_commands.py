@@ -88,6 +88,7 @@ def request_data(args: argparse.Namespace) -> dict[str, Any]:
         "delimiter": args.delimiter,
         "bom": args.bom,
         "gzip": args.gzip,
+        "relations": _split(args.relations),
     }
 
 
@@ -97,13 +98,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         from flows.control.bootstrap import bootstrap
         from flows.datapath.engine import count_rows, export
         from flows.datapath.request import parse_request, plan_export
+        from flows.datapath.writers import file_extension
         from flows.tools.cli_output import ProgressBar, check_output, write_output
 
         settings = load_settings()
     request = parse_request(request_data(args))
     if not args.count:
-        name = f"{request.module}.{request.format}{'.gz' if request.gzip else ''}"
-        binary = request.format != "csv" or request.gzip
+        name = f"{request.module}.{file_extension(request)}"
+        binary = file_extension(request) != "csv"
         target = check_output(args.output, name, binary)
     url, registry = bootstrap(settings, on_start=announce_embedded)
     plan = plan_export(request, registry, settings)
@@ -132,6 +134,19 @@ def module_info(registry: Registry) -> list[dict[str, Any]]:
                 "permission": ds.permission,
                 "columns": [{"name": c.name, "label": c.label, "type": c.pg_type} for c in columns],
                 "sensitive": list(ds.sensitive),
+                "relations": [
+                    {
+                        "name": rel.name,
+                        "label": rel.title,
+                        "table": rel.table,
+                        "permission": rel.permission,
+                        "columns": [
+                            {"name": c.name, "label": c.label, "type": c.pg_type}
+                            for c in rel.output_columns()
+                        ],
+                    }
+                    for rel in ds.relations.values()
+                ],
             }
         )
     return out
