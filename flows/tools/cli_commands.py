@@ -199,7 +199,10 @@ def cmd_seed(args: argparse.Namespace) -> int:
     started = time.monotonic()
     counts = seed(url, rows=args.rows)
     took = time.monotonic() - started
-    print(f"seeded {counts['products']:,} products, {counts['tags']:,} tags in {took:.1f} s")
+    print(
+        f"seeded {counts['products']:,} products, {counts['tags']:,} tags and"
+        f" {counts['product_tags']:,} product tags in {took:.1f} s"
+    )
     return 0
 
 
