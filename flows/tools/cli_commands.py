@@ -177,6 +177,9 @@ def cmd_modules(args: argparse.Namespace) -> int:
             print(f"  {col:<{widths[0]}}  {label:<{widths[1]}}  {pg_type}")
         if m["sensitive"]:
             print(f"  never exported: {', '.join(m['sensitive'])}")
+        for rel in m["relations"]:
+            labels = ", ".join(c["label"] for c in rel["columns"])
+            print(f"  related sheet --relations {rel['name']}: {rel['label']} ({labels})")
     return 0
 
 
