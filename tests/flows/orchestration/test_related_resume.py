@@ -66,3 +66,15 @@ def test_related_sheet_resumes_after_its_own_checkpoint(rt, monkeypatch, fmt):
             "products.csv",
             "Tags.csv",
         ]
+
+
+def test_a_related_sheet_without_rows_still_gets_its_sheet(rt):
+    # Product 4 has no tags: the Tags sheet has just its header, as the engine writes it.
+    job_id = str(new_job(rt, format="xlsx", relations=["tags"], ids=[4]).id)
+    assert export_flow(job_id, return_state=True).is_completed()
+    done = rt.jobs.get(job_id)
+    data = stored(rt, done.file_key)
+    assert data == reference(rt, done)
+    workbook = zipfile.ZipFile(io.BytesIO(data)).read("xl/workbook.xml").decode()
+    assert workbook.count("<sheet ") == 2 and 'name="Tags"' in workbook
+    assert [c.get("section") for c in done.checkpoint["chunks"]] == [None]
