@@ -79,6 +79,11 @@ class ExportOptions(Strict):
     )
     locale: str | None = Field(None, description="A preset: en-US, en-GB, de-DE, fr-FR, ...")
     formatting: FormattingOptions | None = None
+    relations: list[str] | None = Field(
+        None,
+        description="Related sheets to add (GET /api/modules lists them): further XLSX "
+        "sheets, or for CSV a zip with one CSV per table. None or []: the module's rows only.",
+    )
 
 
 def to_request(module: str, opts: ExportOptions) -> ExportRequest:
@@ -94,6 +99,7 @@ def to_request(module: str, opts: ExportOptions) -> ExportRequest:
         "ids": opts.selected_ids if opts.scope == "selected" else None,
         "filters": [f.model_dump() for f in opts.filters],
         "timezone": opts.timezone,
+        "relations": opts.relations,
     }
     if opts.date_range is not None:
         data |= {"from": opts.date_range.start, "to": opts.date_range.end}

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from flows.control.jobs import Job
@@ -100,6 +100,14 @@ class ModuleColumn(Body):
     filterable: bool
 
 
+class ModuleRelation(Body):
+    """A related sheet the caller may add to the module's export (`relations`)."""
+
+    name: str
+    label: str
+    columns: list[str] = Field(description="The sheet's column labels, in order.")
+
+
 class Module(Body):
     """A module the caller may export; `columns` in export order, sensitive ones left out."""
 
@@ -108,6 +116,7 @@ class Module(Body):
     key: str
     date_column: str | None
     columns: list[ModuleColumn]
+    relations: list[ModuleRelation] = []
 
 
 class ModuleLimits(Body):

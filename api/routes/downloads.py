@@ -17,7 +17,12 @@ from flows.datapath.writers import XLSX_MEDIA_TYPE
 router = APIRouter(tags=["downloads"])
 
 FILE = {"schema": {"type": "string", "format": "binary"}}
-FILE_TYPES = {"text/csv": FILE, "application/gzip": FILE, XLSX_MEDIA_TYPE: FILE}
+FILE_TYPES = {
+    "text/csv": FILE,
+    "application/gzip": FILE,
+    "application/zip": FILE,
+    XLSX_MEDIA_TYPE: FILE,
+}
 
 
 @router.head("/downloads/{key:path}", include_in_schema=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import CallerDep, ServicesDep
-from api.schemas import ErrorBody, Module, ModuleColumn, ModuleLimits, Modules
+from api.schemas import ErrorBody, Module, ModuleColumn, ModuleLimits, ModuleRelation, Modules
 from flows.control.registry import Dataset
 from flows.control.settings import Settings
-from flows.datapath.access import readable_modules
+from flows.datapath.access import Caller, readable_modules, readable_relations
 from flows.datapath.request import OPERATORS
 
 router = APIRouter(tags=["modules"], responses={401: {"model": ErrorBody}})
@@ -19,13 +19,13 @@ def list_modules(services: ServicesDep, caller: CallerDep) -> Modules:
     """The caller's modules (those their token permits), the filter operators and limits."""
     settings = services.settings
     return Modules(
-        modules=[_module(ds) for ds in readable_modules(services.rt.registry, caller)],
+        modules=[_module(ds, caller) for ds in readable_modules(services.rt.registry, caller)],
         operators=list(OPERATORS),
         limits=_limits(settings),
     )
 
 
-def _module(ds: Dataset) -> Module:
+def _module(ds: Dataset, caller: Caller) -> Module:
     """One module as the export page shows it."""
     columns = []
     for name in ds.columns:  # allow-listed only: sensitive columns are never named
@@ -41,8 +41,21 @@ def _module(ds: Dataset) -> Module:
             )
         )
     label = ds.label or ds.name
+    relations = [
+        ModuleRelation(
+            name=name,
+            label=ds.relations[name].title,
+            columns=[c.label for c in ds.relations[name].output_columns()],
+        )
+        for name in readable_relations(caller, ds)
+    ]
     return Module(
-        name=ds.name, label=label, key=ds.key, date_column=ds.date_column, columns=columns
+        name=ds.name,
+        label=label,
+        key=ds.key,
+        date_column=ds.date_column,
+        columns=columns,
+        relations=relations,
     )
 
 

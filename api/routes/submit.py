@@ -66,8 +66,14 @@ IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
     response_class=Response,
     responses={
         200: {
-            "description": "The file (direct or streamed): CSV, gzipped CSV or XLSX",
-            "content": {"text/csv": FILE, "application/gzip": FILE, XLSX_MEDIA_TYPE: FILE},
+            "description": "The file (direct or streamed): CSV, gzipped CSV, XLSX, or with "
+            "related sheets a zip of CSV files",
+            "content": {
+                "text/csv": FILE,
+                "application/gzip": FILE,
+                "application/zip": FILE,
+                XLSX_MEDIA_TYPE: FILE,
+            },
         },
         202: {
             "model": Accepted,

@@ -3,7 +3,7 @@
 const $ = (id) => document.getElementById(id);
 
 // Where each part of the request is shown, so an error lands next to its control.
-const FIELDS = ["module", "columns", "ids", "dates", "filters", "format", "csv", "timezone"];
+const FIELDS = ["module", "columns", "ids", "dates", "filters", "format", "relations", "csv", "timezone"];
 const PATHS = {
   selectedColumns: "columns",
   selectedIds: "ids",
@@ -13,6 +13,7 @@ const PATHS = {
   format: "format",
   csv: "csv",
   timezone: "timezone",
+  relations: "relations",
 };
 const CODES = {
   empty_columns: "columns",
@@ -25,6 +26,7 @@ const CODES = {
   invalid_timezone: "timezone",
   unsupported_format: "format",
   invalid_option: "csv",
+  unknown_relation: "relations",
 };
 const OPERATOR_WORDS = {
   eq: "is",
@@ -58,6 +60,24 @@ export function showModule(module, operators) {
       });
       const label = Object.assign(document.createElement("label"), { htmlFor: id });
       label.textContent = col.label && col.label !== col.name ? `${col.label} (${col.name})` : col.name;
+      wrap.append(input, label);
+      return wrap;
+    }),
+  );
+  const relations = module.relations || [];
+  $("relations-field").hidden = relations.length === 0;
+  $("relations").replaceChildren(
+    ...relations.map((rel) => {
+      const wrap = document.createElement("div");
+      wrap.className = "check";
+      const input = Object.assign(document.createElement("input"), {
+        type: "checkbox",
+        id: `rel-${rel.name}`,
+        value: rel.name,
+      });
+      const label = Object.assign(document.createElement("label"), { htmlFor: input.id });
+      label.textContent = rel.label;
+      label.title = rel.columns.join(", ");
       wrap.append(input, label);
       return wrap;
     }),
@@ -159,6 +179,8 @@ export function readOptions(limits) {
     filters.push({ column: column.value, op: op.value, value: op.value === "in" ? parts : text });
   }
   body.filters = filters;
+  const relations = [...$("relations").querySelectorAll("input:checked")].map((b) => b.value);
+  if (relations.length) body.relations = relations;
   if (format === "csv") {
     body.csv = { delimiter: $("delimiter").value, bom: $("bom").checked, gzip: $("gzip").checked };
   }

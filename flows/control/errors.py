@@ -110,6 +110,12 @@ class InvalidPattern(InvalidOption):
     code = "invalid_pattern"
 
 
+class UnknownRelation(InvalidRequest):
+    """A related sheet the request names is not declared for the module, or is named twice."""
+
+    code = "unknown_relation"
+
+
 class IdempotencyKeyReused(InvalidRequest):
     """An Idempotency-Key already named a different request of the same user."""
 

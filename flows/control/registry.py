@@ -103,6 +103,7 @@ class Dataset(BaseModel):
     columns: dict[str, str | ColumnSpec | None] = Field(min_length=1)
     sensitive: list[str] = []
     types: dict[str, ColumnType] = {}
+    relations: dict[str, Relation] = Field({}, description="Related sheets, by name.")
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -119,6 +120,7 @@ class Dataset(BaseModel):
         leaked = sorted(set(self.sensitive) & set(self.columns))
         if leaked:
             raise ValueError(f"sensitive columns also listed in columns: {', '.join(leaked)}")
+        name_relations(self.name, self.relations)
         return self
 
     def column(self, name: str) -> Column:
@@ -294,7 +296,15 @@ def check_registry(registry: Registry, url: str, path: Path | str = "datasets") 
                         f"{name!r} is a {types[name].pg_type}: a number format applies to "
                         "number, date and timestamp columns only; remove it",
                     )
+            check_relations(conn, ds, path)
     return registry
+
+
+# Relations reuse the catalog queries above; imported last, as they import this module.
+from flows.control.relations import Relation, check_relations, name_relations  # noqa: E402
+
+Dataset.model_rebuild()
+Registry.model_rebuild()
 
 
 def load_checked_registry(path: Path, url: str) -> Registry:

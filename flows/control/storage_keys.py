@@ -17,7 +17,10 @@ PARTS_DIR = "tmp"
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # The only names cleanup may delete: checkpoint.ChunkFiles.key and local_temp_name.
-_CHUNK = re.compile(rf"{PARTS_DIR}/({_UUID})/[0-9a-f]{{16}}/chunk-[0-9]{{6,}}")
+# A related sheet's chunks carry its name: `tags-chunk-000001`.
+_CHUNK = re.compile(
+    rf"{PARTS_DIR}/({_UUID})/[0-9a-f]{{16}}/(?:[a-z][a-z0-9_]{{0,30}}-)?chunk-[0-9]{{6,}}"
+)
 _LOCAL_TEMP = re.compile(rf"{re.escape(TMP_DIR)}/\.[^/]+\.[0-9a-f]{{32}}\.part")
 
 

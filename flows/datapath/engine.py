@@ -12,6 +12,7 @@ from typing import BinaryIO
 from flows.control.settings import Settings
 from flows.datapath.deadline import Deadline
 from flows.datapath.keyset import ChunkSizing
+from flows.datapath.relations import RelationSource, count_related, relation_plans
 from flows.datapath.request import ExportPlan
 from flows.datapath.source import Source, read_chunks
 from flows.datapath.transform import Transform
@@ -45,9 +46,10 @@ class HashingSink:
 
 
 def count_rows(url: str, plan: ExportPlan, deadline: Deadline | None = None) -> int:
-    """How many rows the plan exports."""
+    """How many rows the plan exports, its related sheets' rows included."""
     with Source(url, plan, deadline) as src:
-        return src.count()
+        rows = src.count()
+    return rows + count_related(url, plan, deadline) if plan.request.relations else rows
 
 
 def export(
@@ -66,29 +68,37 @@ def export(
     `deadline` the export fails with its SourceTimeout: checked between chunks, and
     every read (the count too) is stopped by the database when the deadline comes."""
     neutralise = plan.dataset.neutralise_formulas
-    sizing = ChunkSizing.from_settings(settings)
     readers = settings.read_connections
-    chunks = read_chunks(url, plan, sizing, readers=readers, deadline=deadline)
+    # The module's rows, then each related sheet's, each table its own keyset loop (and
+    # chunk sizing): read one after the other, so memory is that of one table's reads.
+    tables = [(plan, Source, None)] + [(rp, RelationSource, rp) for rp in relation_plans(plan)]
     # The count only feeds the progress figure: it runs beside the first reads, not before,
     # and not at all when nobody reports progress (the API's direct and streamed exports).
     with (
         ThreadPoolExecutor(1, thread_name_prefix="exportflow-count") as pool,
-        closing(chunks),
         make_writer(plan.request, plan.columns, settings, neutralise=neutralise) as writer,
     ):
         total = pool.submit(count_rows, url, plan, deadline) if on_progress else None
-        transform = Transform(plan)
         out = HashingSink(sink)
         writer.open(out)
         done = 0
-        for _, table in chunks:
-            done += table.num_rows
-            frame = transform(table)
-            del table  # a chunk's Arrow and Polars copies are not held into the next read
-            writer.write(frame)
-            del frame
-            if on_progress and total is not None:
-                # 0 until the count is in: the total is not known yet.
-                on_progress(done, max(total.result(), done) if total.done() else 0)
+        for table_plan, opener, related in tables:
+            if related is not None:
+                writer.add_sheet(related.title, related.columns)
+            sizing = ChunkSizing.from_settings(settings)
+            chunks = read_chunks(
+                url, table_plan, sizing, readers=readers, deadline=deadline, opener=opener
+            )
+            transform = Transform(table_plan)
+            with closing(chunks):
+                for _, table in chunks:
+                    done += table.num_rows
+                    frame = transform(table)
+                    del table  # a chunk's Arrow and Polars copies are not held into the next read
+                    writer.write(frame)
+                    del frame
+                    if on_progress and total is not None:
+                        # 0 until the count is in: the total is not known yet.
+                        on_progress(done, max(total.result(), done) if total.done() else 0)
         writer.close()
     return ExportResult(rows=done, bytes=out.bytes, sha256=out.hash.hexdigest())

@@ -21,7 +21,7 @@ from flows.control import errors
 from flows.control.registry import Column, Dataset, Registry
 from flows.control.settings import Settings
 from flows.datapath import values as typed
-from flows.datapath.access import OPERATOR, Caller, may_export
+from flows.datapath.access import OPERATOR, Caller, check_relations, may_export
 from flows.datapath.locale import DecimalSeparator, Delimiter, resolve
 
 Format = Literal["csv", "xlsx"]
@@ -84,6 +84,9 @@ class ExportRequest(BaseModel):
     true_text: str | None = None
     false_text: str | None = None
     null_text: str | None = None
+    relations: list[str] | None = Field(
+        None, description="Related sheets to add (XLSX sheets; CSV: a zip). None: none."
+    )
 
     def __init__(self, **data: Any) -> None:
         _strict_init(ExportRequest, self, data)
@@ -167,6 +170,7 @@ def plan_export(
             f"your token does not carry {ds.permission!r}, needed to export {req.module!r}"
         )
     _check_sizes(req, settings)
+    check_relations(caller, ds, req)
     if req.gzip and req.format == "xlsx":
         raise errors.InvalidOption("gzip applies to CSV only: XLSX is already compressed")
     tz = typed.zone(req.timezone)

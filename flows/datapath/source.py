@@ -119,16 +119,18 @@ def read_chunks(
     after: str | None = None,
     readers: int = 2,
     deadline: Deadline | None = None,
+    opener: type[Source] = Source,
 ) -> Iterator[tuple[Bound, pa.Table]]:
     """(bound, Arrow table) of every chunk in key order; `readers` connections read ahead
-    while the caller writes, each reusing its connection from chunk to chunk."""
+    while the caller writes, each reusing its connection from chunk to chunk. `opener`
+    reads another table keyed by the plan (a related sheet's RelationSource)."""
     local = threading.local()
     sources: list[Source] = []
     lock = threading.Lock()
 
     def read(bound: Bound) -> pa.Table:
         if not hasattr(local, "src"):
-            local.src = Source(url, plan, deadline)
+            local.src = opener(url, plan, deadline)
             with lock:
                 sources.append(local.src)
         return local.src.read_range(bound.lo, bound.hi)
@@ -137,7 +139,7 @@ def read_chunks(
     # before the previous one has arrived: reads overlap on both cores.
     pool = ThreadPoolExecutor(readers, thread_name_prefix="exportflow-reader")
     try:
-        with Source(url, plan, deadline) as probe:
+        with opener(url, plan, deadline) as probe:
             submit = partial(pool.submit, read)
             nbytes = attrgetter("nbytes")
             yield from keyset_chunks(

@@ -5,7 +5,12 @@ whole file is assembled. A resumed run reuses the chunk files its checkpoint lis
 chunks are stored encoded and other formats as their ranges' frames, assembled through
 the same deterministic writer, so the file is byte-identical to an uninterrupted run's
 (and to the CLI's). Chunk files live under the plan's fingerprint, so runs under two
-different plans never share one."""
+different plans never share one.
+
+Related sheets are read after the module's rows, each with its own keyset loop: their
+chunks follow the module's in the checkpoint, marked with the relation's name (their
+`section`), numbered and sized per relation, and stored as frames (`tags-chunk-N`). A
+resumed run resumes each table after its last stored chunk."""
 
 from __future__ import annotations
 
@@ -20,8 +25,9 @@ import polars as pl
 from flows.control.settings import Settings
 from flows.control.storage import Storage
 from flows.datapath.engine import ExportResult, HashingSink
+from flows.datapath.relations import relation_plans
 from flows.datapath.request import ExportPlan
-from flows.datapath.writers import make_writer
+from flows.datapath.writers import make_writer, zipped_csv
 
 _COPY_BLOCK = 8 * 2**20
 # Bump when the bytes a chunk file holds change for the same plan and settings.
@@ -64,19 +70,27 @@ class ChunkFiles:
     job_id: str
     fingerprint: str
 
-    def key(self, index: int) -> str:
-        """The key of chunk `index`."""
-        return f"{job_temp_prefix(self.job_id)}{self.fingerprint[:16]}/chunk-{index:06d}"
+    def key(self, index: int, section: str | None = None) -> str:
+        """The key of chunk `index` (of the related sheet `section`)."""
+        name = f"{section}-chunk" if section else "chunk"
+        return f"{job_temp_prefix(self.job_id)}{self.fingerprint[:16]}/{name}-{index:06d}"
 
-    def write(self, settings: Settings, plan: ExportPlan, index: int, frames: Frames) -> int:
+    def write(
+        self,
+        settings: Settings,
+        plan: ExportPlan,
+        index: int,
+        frames: Frames,
+        section: str | None = None,
+    ) -> int:
         """Store one chunk (the frames of its key ranges, in order), committed only when
         complete: CSV already encoded (chunks are independent of each other, so assembly
         only concatenates), other formats as the frames themselves (Arrow IPC, lz4, each
         after its length), for the writer to encode in order at assembly."""
         rows = 0
-        with self.storage.open_write(self.key(index)) as f:
+        with self.storage.open_write(self.key(index, section)) as f:
             writer = None
-            if plan.request.format == "csv":
+            if encoded(plan):
                 neutralise = plan.dataset.neutralise_formulas
                 writer = make_writer(plan.request, plan.columns, settings, neutralise=neutralise)
             for df in frames:
@@ -90,15 +104,20 @@ class ChunkFiles:
                 del df  # not held while the next range is read
         return rows
 
-    def frames(self, index: int) -> Iterator[pl.DataFrame]:
+    def frames(self, index: int, section: str | None = None) -> Iterator[pl.DataFrame]:
         """One chunk's frames, as written, one at a time."""
-        with self.storage.open_read(self.key(index)) as f:
+        with self.storage.open_read(self.key(index, section)) as f:
             while size := int.from_bytes(f.read(8), "little"):
                 yield pl.read_ipc(io.BytesIO(f.read(size)))
 
-    def exists(self, index: int) -> bool:
+    def exists(self, index: int, section: str | None = None) -> bool:
         """Whether chunk `index` is stored."""
-        return self.storage.exists(self.key(index))
+        return self.storage.exists(self.key(index, section))
+
+
+def encoded(plan: ExportPlan) -> bool:
+    """Whether chunk files hold encoded bytes to concatenate (a plain CSV), not frames."""
+    return plan.request.format == "csv" and not zipped_csv(plan.request)
 
 
 @dataclass
@@ -109,6 +128,7 @@ class Checkpoint:
     fingerprint: str
     chunks: list[dict] = field(default_factory=list)
     limit: int | None = None
+    limits: dict[str, int] = field(default_factory=dict)  # each related sheet's chunk size
 
     @classmethod
     def load(cls, raw: dict | None, fingerprint: str) -> Checkpoint:
@@ -117,17 +137,31 @@ class Checkpoint:
         raw = raw or {}
         if raw.get("fingerprint") != fingerprint:
             return cls(fingerprint)
-        return cls(fingerprint, list(raw.get("chunks", [])), raw.get("limit"))
+        chunks, limits = list(raw.get("chunks", [])), dict(raw.get("limits", {}))
+        return cls(fingerprint, chunks, raw.get("limit"), limits)
+
+    def _last(self, section: str | None) -> dict | None:
+        return next((c for c in reversed(self.chunks) if c.get("section") == section), None)
+
+    def next_index_of(self, section: str | None) -> int:
+        """The index of the table's next chunk."""
+        last = self._last(section)
+        return last["index"] + 1 if last else 0
+
+    def last_key_of(self, section: str | None) -> str | None:
+        """Where the table's next chunk starts."""
+        last = self._last(section)
+        return last["hi"] if last else None
 
     @property
     def next_index(self) -> int:
-        """The index of the next chunk."""
-        return self.chunks[-1]["index"] + 1 if self.chunks else 0
+        """The index of the module's next chunk."""
+        return self.next_index_of(None)
 
     @property
     def last_key(self) -> str | None:
-        """Where the next chunk starts."""
-        return self.chunks[-1]["hi"] if self.chunks else None
+        """Where the module's next chunk starts."""
+        return self.last_key_of(None)
 
     @property
     def rows(self) -> int:
@@ -137,19 +171,25 @@ class Checkpoint:
     def keep_existing(self, files: ChunkFiles) -> None:
         """Drop chunks from the first one whose file is missing onwards."""
         for n, chunk in enumerate(self.chunks):
-            if not files.exists(chunk["index"]):
+            if not files.exists(chunk["index"], chunk.get("section")):
                 del self.chunks[n:]
                 break
         if not self.chunks:
             self.limit = None
+        kept = {c.get("section") for c in self.chunks}
+        self.limits = {s: n for s, n in self.limits.items() if s in kept}
 
-    def add(self, index: int, lo: str | None, hi: str, rows: int) -> None:
-        """Record a stored chunk."""
-        self.chunks.append({"index": index, "lo": lo, "hi": hi, "rows": rows})
+    def add(
+        self, index: int, lo: str | None, hi: str, rows: int, section: str | None = None
+    ) -> None:
+        """Record a stored chunk (of the related sheet `section`)."""
+        chunk = {"index": index, "lo": lo, "hi": hi, "rows": rows}
+        self.chunks.append(chunk | ({"section": section} if section else {}))
 
     def to_dict(self) -> dict:
         """For the job row."""
-        return {"fingerprint": self.fingerprint, "chunks": self.chunks, "limit": self.limit}
+        out = {"fingerprint": self.fingerprint, "chunks": self.chunks, "limit": self.limit}
+        return out | ({"limits": self.limits} if self.limits else {})
 
 
 def assemble(
@@ -162,7 +202,7 @@ def assemble(
         files.storage.open_write(key) as f,
     ):
         out, rows = HashingSink(f), 0
-        if plan.request.format == "csv":
+        if encoded(plan):
             out.write(writer.preamble())
             for chunk in chunks:
                 rows += chunk["rows"]
@@ -171,9 +211,18 @@ def assemble(
                         out.write(block)
         else:
             writer.open(out)
+            # Each related sheet starts when its first chunk comes, or at the end if empty.
+            later, current = relation_plans(plan), None
             for chunk in chunks:
+                section = chunk.get("section")
+                while section != current and later:
+                    rp = later.pop(0)
+                    writer.add_sheet(rp.title, rp.columns)
+                    current = rp.name
                 rows += chunk["rows"]
-                for df in files.frames(chunk["index"]):
+                for df in files.frames(chunk["index"], section):
                     writer.write(df)
+            for rp in later:
+                writer.add_sheet(rp.title, rp.columns)
             writer.close()
     return ExportResult(rows=rows, bytes=out.bytes, sha256=out.hash.hexdigest())

@@ -24,6 +24,7 @@ from flows.control.errors import JobNotFound, Superseded, is_transient
 from flows.control.jobs import ACTIVE
 from flows.control.settings import Settings
 from flows.datapath.deadline import Deadline
+from flows.datapath.engine import count_rows as count_all
 from flows.datapath.keyset import Bound, ChunkSizing, keyset_chunks
 from flows.datapath.source import Source, key_ranges
 from flows.datapath.transform import Transform
@@ -87,10 +88,9 @@ def _job_run(job_id: str, attempt: int) -> JobRun:
     persist_result=False,
 )
 def count_rows(job_id: str, attempt: int) -> int:
-    """How many rows the job exports (for progress only)."""
+    """How many rows the job exports, related sheets included (for progress only)."""
     run = _job_run(job_id, attempt)
-    with Source(run.rt.source_url, run.plan, ATTEMPT_DEADLINE.get()) as src:
-        return src.count()
+    return count_all(run.rt.source_url, run.plan, ATTEMPT_DEADLINE.get())
 
 
 @task(
@@ -115,9 +115,12 @@ def export_chunk(
     return stored, sizes[0] if sizes else 0
 
 
-def _frames(run: JobRun, tables: Iterator[pa.Table], sizes: list[int]) -> Iterator[pl.DataFrame]:
-    """Each table transformed, its Arrow bytes noted; one range in memory at a time."""
-    transform = Transform(run.plan)
+def _frames(
+    run: JobRun, tables: Iterator[pa.Table], sizes: list[int], plan=None
+) -> Iterator[pl.DataFrame]:
+    """Each table transformed (as the module's rows, or `plan`'s: a related sheet), its
+    Arrow bytes noted; one range in memory at a time."""
+    transform = Transform(plan or run.plan)
     for table in tables:
         if not sizes:
             run.ensure_owner()  # after the first read, before anything is stored
@@ -174,6 +177,10 @@ def _chunks(
             checkpoint.add(bound.index, bound.lo, bound.hi, rows)
             progress(checkpoint)
             yield checkpoint.chunks[-1]
+    # Related sheets follow the module's rows, each resuming after its own last chunk.
+    from flows.orchestration.related import related_chunks
+
+    yield from related_chunks(run, checkpoint, progress, limit, running)
     limit.check()  # past the time limit the file is not committed
 
 

@@ -43,6 +43,10 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--true-text", help="CSV text of true")
     p.add_argument("--false-text", help="CSV text of false")
     p.add_argument("--null-text", help="CSV text of NULL (default: empty)")
+    p.add_argument(
+        "--relations",
+        help="comma-separated related sheets to add (xlsx: sheets; csv: a zip of CSV files)",
+    )
 
 
 def add_api_options(p: argparse.ArgumentParser) -> None:

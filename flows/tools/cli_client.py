@@ -46,6 +46,8 @@ def api_body(args: argparse.Namespace) -> dict[str, Any]:
         body["formatting"] = formatting
     if data["columns"] is not None:
         body["selectedColumns"] = data["columns"]
+    if data["relations"]:
+        body["relations"] = data["relations"]
     if data["ids"] is not None:
         body |= {"scope": "selected", "selectedIds": data["ids"]}
     if data["from"] is not None or data["to"] is not None:
@@ -72,7 +74,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.output is not None:
         # Refused before anything is started, like `export`.
         suffix = ".gz" if body["csv"]["gzip"] else ""
-        check_output(args.output, f"{args.module}.{body['format']}{suffix}", binary(body))
+        ext = "zip" if body["format"] == "csv" and body.get("relations") else body["format"]
+        check_output(args.output, f"{args.module}.{ext}{suffix}", binary(body))
     with client_for(args) as client:
         accepted = client.submit(args.module, body, args.idempotency_key)
         job_id = accepted["jobId"]
@@ -100,8 +103,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def binary(body: dict[str, Any]) -> bool:
-    """Whether the file is binary (xlsx, gzip): refused on a terminal."""
-    return body["format"] != "csv" or body["csv"]["gzip"]
+    """Whether the file is binary (xlsx, gzip, zip): refused on a terminal."""
+    return body["format"] != "csv" or body["csv"]["gzip"] or bool(body.get("relations"))
 
 
 def wait_for(client: ApiClient, job_id: str) -> dict[str, Any]:

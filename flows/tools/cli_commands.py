@@ -101,6 +101,7 @@ def request_data(args: argparse.Namespace) -> dict[str, Any]:
         "bom": args.bom,
         "gzip": args.gzip,
         **{k: getattr(args, k) for k in FORMATTING},
+        "relations": _split(args.relations),
     }
 
 
@@ -110,13 +111,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         from flows.control.bootstrap import bootstrap
         from flows.datapath.engine import count_rows, export
         from flows.datapath.request import parse_request, plan_export
+        from flows.datapath.writers import file_extension
         from flows.tools.cli_output import ProgressBar, check_output, write_output
 
         settings = load_settings()
     request = parse_request(request_data(args))
     if not args.count:
-        name = f"{request.module}.{request.format}{'.gz' if request.gzip else ''}"
-        binary = request.format != "csv" or request.gzip
+        name = f"{request.module}.{file_extension(request)}"
+        binary = file_extension(request) != "csv"
         target = check_output(args.output, name, binary)
     url, registry = bootstrap(settings, on_start=announce_embedded)
     plan = plan_export(request, registry, settings)
@@ -145,6 +147,19 @@ def module_info(registry: Registry) -> list[dict[str, Any]]:
                 "permission": ds.permission,
                 "columns": [{"name": c.name, "label": c.label, "type": c.pg_type} for c in columns],
                 "sensitive": list(ds.sensitive),
+                "relations": [
+                    {
+                        "name": rel.name,
+                        "label": rel.title,
+                        "table": rel.table,
+                        "permission": rel.permission,
+                        "columns": [
+                            {"name": c.name, "label": c.label, "type": c.pg_type}
+                            for c in rel.output_columns()
+                        ],
+                    }
+                    for rel in ds.relations.values()
+                ],
             }
         )
     return out
@@ -175,6 +190,9 @@ def cmd_modules(args: argparse.Namespace) -> int:
             print(f"  {col:<{widths[0]}}  {label:<{widths[1]}}  {pg_type}")
         if m["sensitive"]:
             print(f"  never exported: {', '.join(m['sensitive'])}")
+        for rel in m["relations"]:
+            labels = ", ".join(c["label"] for c in rel["columns"])
+            print(f"  related sheet --relations {rel['name']}: {rel['label']} ({labels})")
     return 0
 
 
@@ -197,7 +215,10 @@ def cmd_seed(args: argparse.Namespace) -> int:
     started = time.monotonic()
     counts = seed(url, rows=args.rows)
     took = time.monotonic() - started
-    print(f"seeded {counts['products']:,} products, {counts['tags']:,} tags in {took:.1f} s")
+    print(
+        f"seeded {counts['products']:,} products, {counts['tags']:,} tags and"
+        f" {counts['product_tags']:,} product tags in {took:.1f} s"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Demo tables `tags` and `products`, filled with realistic and hostile values."""
+"""Demo tables `tags`, `products` and `product_tags` (each product's tags), filled with
+realistic and hostile values."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ HOSTILE_TEXT = [
 ]
 
 _SCHEMA = """
-DROP TABLE IF EXISTS tags, products;
+DROP TABLE IF EXISTS tags, products, product_tags;
 CREATE TABLE tags (
     id            integer NOT NULL,
     name          text NOT NULL,
@@ -60,6 +61,29 @@ CREATE TABLE products (
     cost_price    numeric(12, 2),
     supplier_email text
 );
+CREATE TABLE product_tags (
+    product_id    bigint NOT NULL,
+    tag_id        integer NOT NULL,
+    added_at      timestamptz,
+    note          text,
+    added_by      text
+);
+"""
+
+# Every product but each fourth has one to three tags (fewer when there are few tags).
+_PRODUCT_TAGS = """
+INSERT INTO product_tags
+SELECT DISTINCT ON (p.id, t.tag_id) p.id, t.tag_id,
+       timestamptz '2024-02-01 00:00:00+00' + (p.id * 3 + t.k) * interval '1 minute',
+       (%(hostile)s::text[])[1 + (p.id + t.k) %% %(n)s],
+       'editor' || t.k || '@example.com'
+FROM products p
+CROSS JOIN LATERAL (
+    SELECT k, 1 + ((p.id * 7 + k * 13) %% %(tags)s)::int AS tag_id
+    FROM generate_series(0, (p.id %% 4)::int - 1) AS k
+) t
+WHERE %(tags)s > 0
+ORDER BY p.id, t.tag_id, t.k
 """
 
 _TAGS = """
@@ -123,10 +147,15 @@ def seed(url: str, rows: int = 1000, tag_rows: int | None = None) -> dict[str, i
             pool.submit(_insert_products, url, {**params, "first": half + 1, "last": rows}),
         ]:
             f.result()
+    with pg_connect(url) as conn:
+        conn.execute(_PRODUCT_TAGS, {**params, "tags": tag_rows})
     with pg_connect(url, autocommit=True) as conn:
         # Keys after the bulk insert: building an index once is cheaper than maintaining it.
         conn.execute("ALTER TABLE tags ADD PRIMARY KEY (id)")
         conn.execute("ALTER TABLE products ADD PRIMARY KEY (id)")
+        conn.execute("ALTER TABLE product_tags ADD PRIMARY KEY (product_id, tag_id)")
         conn.execute("ANALYZE tags")
+        conn.execute("ANALYZE product_tags")
         conn.execute("ANALYZE products")
-    return {"tags": tag_rows, "products": rows}
+        links = conn.execute("SELECT count(*) FROM product_tags").fetchone()[0]
+    return {"tags": tag_rows, "products": rows, "product_tags": links}

@@ -66,6 +66,7 @@ def test_lists_the_callers_modules_with_their_columns_in_file_order(client, toke
         "label": "products",
         "key": "id",
         "dateColumn": "created_at",
+        "relations": [],  # its Tags sheet needs tags:read, which alice lacks
     }
     shown = [(c["name"], c["label"], c["type"], c["category"]) for c in products["columns"]]
     assert shown == PRODUCTS

@@ -4,9 +4,11 @@ what a person sees, clicks and downloads."""
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import re
 import time
+import zipfile
 from pathlib import Path
 
 import psycopg
@@ -364,3 +366,22 @@ def test_accessible_in_light_and_dark_and_at_phone_width(page, tmp_path):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375
     screenshot(page, tmp_path, "export-page-375.png")
+
+
+def test_a_related_sheet_is_offered_and_comes_as_a_zip(page, server, db_url, tmp_path):
+    sign_in(page)
+    page.get_by_label("What to export").select_option("tags")
+    expect(page.locator("#relations-field")).to_be_hidden()
+    page.get_by_label("What to export").select_option("products")
+    page.get_by_label("Tags", exact=True).check()
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export", exact=True).click()
+    download = info.value
+    assert download.suggested_filename.endswith(".zip")
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    with zipfile.ZipFile(path) as archive, psycopg.connect(db_url) as conn:
+        assert archive.namelist() == ["products.csv", "Tags.csv"]
+        text = archive.read("Tags.csv").decode()
+        links = conn.execute("SELECT count(*) FROM product_tags").fetchone()[0]
+    assert len(list(csv.reader(io.StringIO(text, newline="")))) - 1 == links

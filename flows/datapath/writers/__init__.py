@@ -31,6 +31,13 @@ class Writer(Protocol):
         """Write whatever follows the rows; the sink stays open."""
 
 
+class SheetWriter(Writer, Protocol):
+    """A writer of several tables (XLSX sheets, or CSV files in a zip)."""
+
+    def add_sheet(self, title: str, columns: list[Column]) -> None:
+        """Finish the current table; the chunks written next belong to table `title`."""
+
+
 # PostgreSQL's zoned timestamp: its values are shown in the request's zone, which the
 # header names, since neither CSV nor a spreadsheet cell carries a zone.
 ZONED_TYPES = frozenset({"timestamp with time zone"})
@@ -44,10 +51,17 @@ def header_labels(columns: list[Column], timezone: str) -> list[str]:
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+def zipped_csv(request: ExportRequest) -> bool:
+    """Whether the request is CSV with related sheets: a zip of one CSV per table."""
+    return request.format == "csv" and bool(request.relations)
+
+
 def file_extension(request: ExportRequest) -> str:
     """The extension of the file the request produces."""
     if request.format == "xlsx":
         return "xlsx"
+    if zipped_csv(request):
+        return "zip"
     return "csv.gz" if request.gzip else "csv"
 
 
@@ -55,6 +69,8 @@ def media_type(request: ExportRequest) -> str:
     """The Content-Type of the file the request produces."""
     if request.format == "xlsx":
         return XLSX_MEDIA_TYPE
+    if zipped_csv(request):
+        return "application/zip"
     return "application/gzip" if request.gzip else "text/csv; charset=utf-8"
 
 
@@ -78,6 +94,10 @@ def make_writer(
         return XlsxWriter(
             request, columns, sheet_rows=settings.xlsx_sheet_rows, neutralise=neutralise
         )
+    if zipped_csv(request):
+        from flows.datapath.writers.csv_zip import CsvZipWriter
+
+        return CsvZipWriter(request, columns)
     from flows.datapath.writers.csv import CsvWriter
 
     return CsvWriter(request, columns, gzip_level=settings.gzip_level)

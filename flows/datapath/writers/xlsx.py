@@ -8,7 +8,8 @@ A worksheet's rows are built column-wise by Polars (xlsx_cells), deflated block 
 block into a spool, and written out when the sheet is complete, once its <dimension>
 is known. Only one sheet is spooled at a time, so memory stays flat whatever the
 row count; more than `sheet_rows` data rows continue on a new sheet with the same
-header.
+header. Related sheets (`add_sheet`) follow the module's rows, each table with its own
+header, widths and rollover (`Tags`, `Tags (2)`, ...).
 
 Time zone: timestamps are shown as wall-clock time in the request's zone; the
 header of every `timestamp with time zone` column names it, e.g. "Created at (UTC)",
@@ -51,23 +52,13 @@ BLOCK_ROWS = 8_192  # rows built and deflated at a time: bounds the transient me
 MAX_PENDING = 1  # blocks (~5 MiB of XML each) deflating while the next is built
 
 
-def column_styles(
-    request: ExportRequest, columns: list[Column]
-) -> tuple[tuple[str, ...], list[int | None]]:
-    """The number formats the workbook declares, and each column's style (None: the
-    default for its type): the dataset's format, else the request's date patterns."""
+def number_formats(request: ExportRequest, columns: list[Column]) -> list[str | None]:
+    """Each column's number format: the dataset's, else the request's date patterns (None:
+    the default for its type)."""
     date = excel_format(request.date_pattern) if request.date_pattern else None
     stamp = excel_format(request.timestamp_pattern) if request.timestamp_pattern else None
-    codes: list[str | None] = [
-        c.format
-        or (
-            date if c.base_type in DATE_TYPES else stamp if c.base_type in TIMESTAMP_TYPES else None
-        )
-        for c in columns
-    ]
-    formats = tuple(dict.fromkeys(c for c in codes if c is not None))
-    styles = [None if c is None else parts.FIRST_CUSTOM_STYLE + formats.index(c) for c in codes]
-    return formats, styles
+    by_type = {**dict.fromkeys(DATE_TYPES, date), **dict.fromkeys(TIMESTAMP_TYPES, stamp)}
+    return [c.format or by_type.get(c.base_type) for c in columns]
 
 
 class XlsxWriter:
@@ -88,22 +79,36 @@ class XlsxWriter:
         if not columns:
             raise ValueError("an XLSX export needs at least one column")
         self.request = request
-        self.columns = columns
         self.sheet_rows = sheet_rows
         self.block_rows = max(1, block_rows)
         self.force_zip64 = force_zip64
         self.header = request.header
-        self.labels = header_labels(columns, request.timezone)
-        self.formats, styles = column_styles(request, columns)
-        self.encoder = RowEncoder(columns, request.timezone, neutralise, styles)
-        self.last_col = parts.column_letter(len(columns) - 1)
-        self.widths: list[float] | None = None
+        self.neutralise = neutralise
+        # styles.xml is written before any related sheet is known: the workbook declares
+        # the module's own formats, which a related sheet's columns use where they match.
+        self.formats = tuple(dict.fromkeys(filter(None, number_formats(request, columns))))
         self.zip: ZipStream | None = None
-        self.rows = 0  # data rows written so far, all sheets
-        self.sheet_data_rows: list[int] = []  # data rows of each finished sheet
+        self.names: list[str] = []  # every finished sheet's name, in order
+        self.filters: list[str | None] = []  # and its autofilter range
+        self._section(request.module, columns)
         self.spool: Spool | None = None
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="exportflow-xlsx")
         self.pending: deque[Future[Segment]] = deque()
+
+    def _section(self, title: str, columns: list[Column]) -> None:
+        """Start the rows of one table (the module's, or a related sheet's)."""
+        self.title = title
+        self.columns = columns
+        self.labels = header_labels(columns, self.request.timezone)
+        styles = [
+            parts.FIRST_CUSTOM_STYLE + self.formats.index(code) if code in self.formats else None
+            for code in number_formats(self.request, columns)
+        ]
+        self.encoder = RowEncoder(columns, self.request.timezone, self.neutralise, styles)
+        self.last_col = parts.column_letter(len(columns) - 1)
+        self.widths: list[float] | None = None
+        self.rows = 0  # data rows of this table so far, all its sheets
+        self.section_sheets = 0  # this table's finished sheets
 
     # -- the Writer protocol ------------------------------------------------------
 
@@ -152,14 +157,19 @@ class XlsxWriter:
             done += take
             self.rows += take
 
+    def add_sheet(self, title: str, columns: list[Column]) -> None:
+        """Finish this table's last sheet; the rows written next go to sheet `title`, with
+        its own header, widths and rollover to `title (2)`."""
+        if not columns:
+            raise ValueError("an XLSX sheet needs at least one column")
+        self._last_sheet()
+        self._section(title, columns)
+
     def close(self) -> None:
         """Finish the last sheet and write the workbook parts and the zip directory."""
-        if self.spool is None:  # no rows: one sheet with just the header
-            self.spool = Spool()
-        self._finish_sheet()
+        self._last_sheet()
         self.release()
-        names = parts.sheet_names(self.request.module, len(self.sheet_data_rows))
-        filters = [self._filter_ref(n) for n in self.sheet_data_rows]
+        names, filters = self.names, self.filters
         count = len(names)
         self.zip.add_bytes("xl/workbook.xml", parts.workbook(names, filters).encode())
         self.zip.add_bytes("xl/_rels/workbook.xml.rels", parts.workbook_rels(count).encode())
@@ -188,6 +198,11 @@ class XlsxWriter:
     def _filter_ref(self, data_rows: int) -> str | None:
         return f"A1:{self.last_col}{self._last_row(data_rows)}" if self.header else None
 
+    def _last_sheet(self) -> None:
+        if self.spool is None:  # no rows: one sheet with just the header
+            self.spool = Spool()
+        self._finish_sheet()
+
     def _finish_sheet(self) -> None:
         """Write the spooled sheet, now that its size is known."""
         if self.spool is None:
@@ -195,7 +210,7 @@ class XlsxWriter:
         spool, self.spool = self.spool, None
         while self.pending:
             spool.add(self.pending.popleft().result())
-        index = len(self.sheet_data_rows)
+        index = self.section_sheets
         data_rows = self.rows - index * self.sheet_rows
         last_row = self._last_row(data_rows)
         head = parts.sheet_head(
@@ -203,7 +218,7 @@ class XlsxWriter:
             last_row,
             self.widths or [float(min(len(label) + 5, 60)) for label in self.labels],
             frozen=self.header,
-            selected=index == 0,
+            selected=not self.names,
         )
         if self.header:
             head += header_row(self.labels, parts.STYLE_HEADER)
@@ -212,10 +227,12 @@ class XlsxWriter:
         tail = parts.sheet_tail(self._filter_ref(data_rows), data_ref)
         try:
             head_seg, tail_seg = deflate(head.encode()), deflate(tail.encode(), final=True)
-            self._write_sheet(index + 1, head_seg, spool, tail_seg)
+            self._write_sheet(len(self.names) + 1, head_seg, spool, tail_seg)
         finally:
             spool.close()
-        self.sheet_data_rows.append(data_rows)
+        self.names.append(parts.sheet_names(self.title, index + 1)[index])
+        self.filters.append(self._filter_ref(data_rows))
+        self.section_sheets += 1
 
     def _write_sheet(self, number: int, head: Segment, body: Spool, tail: Segment) -> None:
         crc = head.crc

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
+import openpyxl
 import psycopg
 import pytest
 
@@ -52,6 +54,8 @@ def test_export_writes_file_and_shows_progress(cli_env, tmp_path: Path):
         (["products", "--format", "ods"], "unsupported_format"),
         (["products", "--delimiter", '"'], "invalid_option"),
         (["products", "--ids", "1,x"], "invalid_filter_value"),
+        (["products", "--relations", "nope"], "unknown_relation"),
+        (["products", "--relations", "tags", "--gzip"], "invalid_option"),
     ],
 )
 def test_bad_input_exits_nonzero_and_writes_nothing(cli_env, tmp_path: Path, args, code):
@@ -115,6 +119,10 @@ def test_seed_and_migrate_are_idempotent(server_url):
             ).fetchone()[0]
             assert hostile > 500
             assert conn.execute("SELECT count(*) FROM export_jobs").fetchone() == (0,)
+            # Every product but each fourth has 1-3 tags; no link is repeated by a second seed.
+            assert conn.execute(
+                "SELECT count(*), count(DISTINCT product_id) FROM product_tags"
+            ).fetchone() == (4500, 2250)
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -134,3 +142,24 @@ def test_count_prints_matching_rows_and_writes_nothing(cli_env, tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
     both = exportflow(cli_env, "export", "products", "--count", "-o", str(tmp_path / "x.csv"))
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_export_with_relations_writes_a_sheet_per_table(cli_env, tmp_path: Path, settings):
+    out = tmp_path / "p.xlsx"
+    args = ["export", "products", "--format", "xlsx", "--relations", "tags", "--ids", "1,2,3"]
+    run = exportflow(cli_env, *args, "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    wb = openpyxl.load_workbook(out, read_only=True)
+    counts = {ws.title: sum(1 for _ in ws.iter_rows()) - 1 for ws in wb}
+    with psycopg.connect(settings.database_url) as conn:
+        sql = "SELECT count(*) FROM product_tags WHERE product_id IN (1, 2, 3)"
+        links = conn.execute(sql).fetchone()[0]
+    assert counts == {"products": 3, "Tags": links} and links == 6
+    zipped = tmp_path / "p.zip"
+    run = exportflow(
+        cli_env, "export", "products", "--relations", "tags", "--ids", "1", "-o", str(zipped)
+    )
+    assert run.returncode == 0, run.stderr
+    with zipfile.ZipFile(zipped) as archive:
+        assert archive.namelist() == ["products.csv", "Tags.csv"]
+        assert archive.read("Tags.csv").decode().count("\r\n") == 2  # header and one tag

@@ -74,6 +74,9 @@ def test_modules_lists_columns_labels_and_types(cli_env):
     ]
     assert {"name": "price", "label": "Price", "type": "numeric(12,2)"} in products["columns"]
     assert "cost_price" not in {c["name"] for c in products["columns"]}
+    [tags] = products["relations"]
+    assert (tags["name"], tags["label"], tags["permission"]) == ("tags", "Tags", "tags:read")
+    assert [c["label"] for c in tags["columns"]][-2:] == ["Tag", "Slug"]
 
     text = exportflow(cli_env, "modules")
     assert text.returncode == 0, text.stderr
@@ -82,3 +85,7 @@ def test_modules_lists_columns_labels_and_types(cli_env):
     assert "  key: id   date column: created_at   permission: products:read" in lines
     assert any(line.split() == ["price", "Price", "numeric(12,2)"] for line in lines)
     assert "  never exported: cost_price, supplier_email" in lines
+    assert (
+        "  related sheet --relations tags: Tags (Product ID, Tag ID, Added at, Note, Tag, Slug)"
+        in lines
+    )
