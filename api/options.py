@@ -35,6 +35,13 @@ class CsvOptions(Strict):
     header: bool = True
 
 
+class NotifyOptions(Strict):
+    """Who to tell when the export ends: the token's email address and/or a webhook."""
+
+    email: bool = False
+    webhook: str | None = None
+
+
 # Shown in the API's documentation, and tried first by generated tests.
 EXAMPLES = [
     {"scope": "selected", "selectedIds": [1, 2, 3], "format": "xlsx"},
@@ -63,6 +70,10 @@ class ExportOptions(Strict):
     mode: Literal["auto", "background"] = Field(
         "auto", description="auto: by row count; background: always a job to poll."
     )
+    # Notifications: a request that asks for them always runs in the background.
+    notify: NotifyOptions | None = Field(
+        None, description="Tell the caller when the export ends; makes it a background job."
+    )
 
 
 def to_request(module: str, opts: ExportOptions) -> ExportRequest:
@@ -83,6 +94,8 @@ def to_request(module: str, opts: ExportOptions) -> ExportRequest:
         data |= {"from": opts.date_range.start, "to": opts.date_range.end}
     if opts.csv is not None:
         data |= opts.csv.model_dump()
+    if opts.notify is not None:
+        data["notify"] = opts.notify.model_dump()
     return parse_request({k: v for k, v in data.items() if v is not None})
 
 

@@ -22,6 +22,7 @@ from flows.control.registry import Column, Dataset, Registry
 from flows.control.settings import Settings
 from flows.datapath import values as typed
 from flows.datapath.access import OPERATOR, Caller, may_export
+from flows.datapath.notify import Notify
 
 Format = Literal["csv", "xlsx"]
 Operator = Literal["eq", "in", "gte", "lte", "contains"]
@@ -76,6 +77,8 @@ class ExportRequest(BaseModel):
     delimiter: Delimiter = ","
     bom: bool = False
     gzip: bool = Field(False, description="CSV only: XLSX is already compressed.")
+    # Notifications when a background export ends (checked by check_notify).
+    notify: Notify | None = None
 
     def __init__(self, **data: Any) -> None:
         _strict_init(ExportRequest, self, data)
