@@ -18,6 +18,7 @@ from flows.orchestration.runtime import Runtime
 from tests.api.conftest import JWT_SECRET, SECRET, LoopbackServer, make_runtime
 from tests.e2e.conftest import free_port
 from tests.flows.conftest import flows_runtime
+from tests.flows.tools.cli_run import exportflow
 from tests.flows.tools.conftest import run_as_worker, submitted
 
 HOOK_SECRET = "whsec-e2e-0123456789"
@@ -99,3 +100,13 @@ def test_the_email_link_downloads_the_file_and_the_webhook_is_signed(
 def submitted_job(rt: Runtime, user: str):
     """The user's job once the API handed it to Prefect."""
     return submitted(type("Api", (), {"rt": rt})(), user)
+
+
+def test_submit_sends_the_notify_options_and_shows_the_servers_refusal(api, as_user, user):
+    hook = exportflow(as_user, "submit", "tags", "--notify-webhook", "https://evil.example/h")
+    assert hook.returncode == 2
+    assert hook.stderr.startswith("error [webhook_host_not_allowed]: "), hook.stderr
+    mail = exportflow(as_user, "submit", "tags", "--notify-email")
+    assert mail.returncode == 2
+    assert mail.stderr.startswith("error [notify_email_unavailable]: "), mail.stderr
+    assert api.rt.jobs.list_owned(user, 10) == []
