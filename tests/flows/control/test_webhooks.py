@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,17 @@ def test_a_closed_port_is_worth_a_retry(ca_file):
 
     with pytest.raises(NotificationUnavailable):
         post(f"https://localhost:{free_port()}/hook", {}, hook_settings(ca_file))
+
+
+def test_the_readmes_receiver_snippet_verifies_what_is_sent():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme[readme.index("**The signature**") :]
+    code = section[
+        section.index("```python") + 9 : section.index("```", section.index("```python") + 9)
+    ]
+    scope: dict = {}
+    exec(code, scope)  # the receiver's code exactly as the README shows it
+    header = sign(BODY, SECRET)
+    assert scope["verify"](BODY, header, SECRET)
+    assert not scope["verify"](BODY + b"x", header, SECRET)
+    assert not scope["verify"](BODY, sign(BODY, SECRET, int(time.time()) - 600), SECRET)
