@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -14,6 +14,8 @@ from flows.control.jobs import Job
 from flows.control.settings import Settings
 from flows.control.storage import Storage
 from flows.control.webhooks import tls_context
+
+MAX_LINK_SECONDS = 7 * 24 * 3600
 
 
 def human_bytes(size: int | None) -> str:
@@ -37,8 +39,12 @@ def compose(job: Job, settings: Settings, storage: Storage) -> EmailMessage:
     what = f"Your {job.module} export ({job.format.upper()})"
     if job.status == "completed":
         left = int((job.expires_at - datetime.now(UTC)).total_seconds()) if job.expires_at else 0
-        link = storage.sign(job.file_key, max(1, left), filename=friendly_name(job))
-        until = job.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        # S3 presigned links live at most a week.
+        ttl = min(max(1, left), MAX_LINK_SECONDS)
+        link = storage.sign(job.file_key, ttl, filename=friendly_name(job))
+        cut = ttl < left  # the link ends before the file does
+        until = datetime.now(UTC) + timedelta(seconds=ttl) if cut else job.expires_at
+        until = until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
         msg["Subject"] = f"{what} is ready: {job.processed_rows:,} rows"
         body = (
             f"{what} is ready.\n\n"

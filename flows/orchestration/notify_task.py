@@ -16,6 +16,8 @@ from flows.control.notifications import deliver
 from flows.orchestration.runtime import Runtime, runtime
 
 log = logging.getLogger("exportflow.notifications")
+# A cancelled run's process (or its runner, running the hook) is not held for long.
+INLINE_PAUSES = 60.0
 
 
 def _retry_if_transient(task, task_run, state) -> bool:
@@ -54,9 +56,14 @@ def notify_ended(rt: Runtime, job_id: str) -> None:
 
 def notify_ended_now(rt: Runtime, job_id: str) -> None:
     """The same deliveries in this thread, for where no task can start (a run being
-    cancelled: the server aborts its new tasks)."""
+    cancelled: the server aborts its new tasks); only the pauses that fit INLINE_PAUSES."""
     job = rt.jobs.get(job_id)
-    delays = rt.settings.notify_retry_delays
+    delays, total = [], 0.0
+    for pause in rt.settings.notify_retry_delays:
+        total += pause
+        if total > INLINE_PAUSES:
+            break
+        delays.append(pause)
     for channel in requested_channels(job) if job is not None else []:
         for attempt in range(1, len(delays) + 2):
             last = attempt > len(delays)
