@@ -176,8 +176,9 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(
         10, gt=0, description="Longest connect, send or read of one notification attempt."
     )
+    # Short: the export's flow run, and its slot of export_concurrency, waits for them.
     notify_retry_delays: list[float] = Field(
-        [5, 30, 120, 600], description="Pauses before each retry of a notification."
+        [2, 10, 30], description="Pauses before each retry of a notification."
     )
     notify_ca_file: Path | None = Field(
         None, description="CA bundle trusted for webhooks and SMTP instead of the system's."

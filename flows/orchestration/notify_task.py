@@ -26,8 +26,8 @@ def _retry_if_transient(task, task_run, state) -> bool:
 
 
 @task(
-    retries=4,
-    retry_delay_seconds=[5, 30, 120, 600],
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],  # notify_ended sets the configured ones
     retry_condition_fn=_retry_if_transient,
     task_run_name="notify-{channel}-{job_id}",
     persist_result=False,
