@@ -42,7 +42,7 @@ class TokenVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthorized("the token has no `sub` (user) claim")
-        return Caller(sub, frozenset(permissions(claims)))
+        return Caller(sub, frozenset(permissions(claims)), email_of(claims))
 
     def claims(self, token: str) -> dict:
         """The verified claims of `token`."""
@@ -90,6 +90,14 @@ def permissions(claims: dict) -> list[str]:
         return [p for p in listed if isinstance(p, str)]
     scope = claims.get("scope")
     return scope.split() if isinstance(scope, str) else []
+
+
+def email_of(claims: dict) -> str | None:
+    """The token's `email` claim, unless the issuer says it is not verified."""
+    email = claims.get("email")
+    if not isinstance(email, str) or claims.get("email_verified") is False:
+        return None
+    return email.strip() or None
 
 
 def _reason(exc: jwt.InvalidTokenError) -> str:

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 from api.errors import FileGone, Gone, InvalidLink, NotReady
+from flows.control.job_view import friendly_name
 from flows.control.jobs import Job
 from flows.control.settings import Settings
 from flows.control.storage import Storage
@@ -17,14 +18,6 @@ FILE_GONE = (
     "the file of export {id} is no longer available; ask for a new link"
     " (GET /api/exports/{id}/download), or start a new export if it has expired"
 )
-
-
-def friendly_name(job: Job) -> str:
-    """`<module>-export-<UTC yyyymmddTHHMMSSZ>.<ext>`, stamped when the file was finished."""
-    stamp = (job.finished_at or job.created_at).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = (job.file_key or "").rsplit("/", 1)[-1]
-    ext = base[len(job.module) + 1 :] if base.startswith(f"{job.module}.") else job.format
-    return f"{job.module}-export-{stamp}.{ext}"
 
 
 def check_downloadable(job: Job, now: datetime | None = None) -> str:

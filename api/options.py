@@ -48,6 +48,13 @@ class FormattingOptions(Strict):
     null_text: str | None = None
 
 
+class NotifyOptions(Strict):
+    """Who to tell when the export ends: the token's email address and/or a webhook."""
+
+    email: bool = False
+    webhook: str | None = None
+
+
 # Shown in the API's documentation, and tried first by generated tests.
 EXAMPLES = [
     {"scope": "selected", "selectedIds": [1, 2, 3], "format": "xlsx"},
@@ -84,6 +91,10 @@ class ExportOptions(Strict):
         description="Related sheets to add (GET /api/modules lists them): further XLSX "
         "sheets, or for CSV a zip with one CSV per table. None or []: the module's rows only.",
     )
+    # Notifications: a request that asks for them always runs in the background.
+    notify: NotifyOptions | None = Field(
+        None, description="Tell the caller when the export ends; makes it a background job."
+    )
 
 
 def to_request(module: str, opts: ExportOptions) -> ExportRequest:
@@ -108,6 +119,8 @@ def to_request(module: str, opts: ExportOptions) -> ExportRequest:
     data["locale"] = opts.locale
     if opts.formatting is not None:
         data |= opts.formatting.model_dump()
+    if opts.notify is not None:
+        data["notify"] = opts.notify.model_dump()
     return parse_request({k: v for k, v in data.items() if v is not None})
 
 

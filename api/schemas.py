@@ -3,52 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from flows.control.jobs import Job
+# The status resource is built below the API: webhooks send the same one.
+from flows.control.job_view import ExportStatus, JobError, NotificationStatus, Status, status_view
 
-Status = Literal["pending", "processing", "completed", "failed", "cancelled", "expired"]
+__all__ = ["ExportStatus", "JobError", "NotificationStatus", "Status", "status_view"]
 
 
 class Body(BaseModel):
     """camelCase aliases; responses are serialised by alias."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class JobError(Body):
-    """Why an export failed or was cancelled."""
-
-    code: str
-    message: str
-
-
-class ExportStatus(Body):
-    """One export as its owner sees it."""
-
-    id: uuid.UUID
-    module: str
-    format: str
-    strategy: str
-    status: Status
-    progress: float | None
-    processed_rows: int
-    total_rows: int | None
-    rows_per_second: float | None
-    eta_seconds: float | None
-    state_name: str | None
-    file_url: str | None
-    file_bytes: int | None
-    sha256: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    expires_at: datetime | None
-    error: JobError | None
 
 
 class DownloadLink(Body):
@@ -177,50 +147,3 @@ class Ready(Body):
 
     status: Literal["ready"]
     parts: dict[str, str]
-
-
-def status_view(
-    job: Job, status: str, state_name: str | None, file_url: str | None
-) -> ExportStatus:
-    """The view of `job` given its mapped status; figures are derived from the row."""
-    done = status == "completed"
-    progress = _progress(job, done)
-    end = job.finished_at or datetime.now(UTC)
-    elapsed = (end - job.started_at).total_seconds() if job.started_at else None
-    rate = job.processed_rows / elapsed if elapsed and elapsed > 0 else None
-    eta = None
-    if status == "processing" and rate and job.total_rows is not None:
-        eta = max(0.0, (job.total_rows - job.processed_rows) / rate)
-    error = JobError(code=job.error_code, message=job.error or "") if job.error_code else None
-    return ExportStatus(
-        id=job.id,
-        module=job.module,
-        format=job.format,
-        strategy=job.strategy,
-        status=status,
-        progress=progress,
-        processed_rows=job.processed_rows,
-        total_rows=job.total_rows,
-        rows_per_second=round(rate, 1) if rate is not None else None,
-        eta_seconds=round(eta, 1) if eta is not None else None,
-        state_name=state_name,
-        file_url=file_url if done else None,
-        file_bytes=job.file_bytes,
-        sha256=job.sha256,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        expires_at=job.expires_at,
-        error=error,
-    )
-
-
-def _progress(job: Job, done: bool) -> float | None:
-    """processed / total in 0..1; None while the count is not in."""
-    if done:
-        return 1.0
-    if job.total_rows is None:
-        return 0.0 if job.processed_rows == 0 else None
-    if job.total_rows == 0:
-        return 0.0
-    return min(1.0, job.processed_rows / job.total_rows)

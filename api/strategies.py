@@ -22,6 +22,7 @@ from flows.control.jobs import Job
 from flows.datapath.access import Caller
 from flows.datapath.deadline import Deadline
 from flows.datapath.engine import ExportResult, count_rows, export
+from flows.datapath.notify import check_notify
 from flows.datapath.request import ExportPlan, ExportRequest, plan_export
 from flows.datapath.writers import file_extension
 from flows.orchestration.submit import submit_and_attach
@@ -38,6 +39,7 @@ async def plan_and_count(
     services: Services, req: ExportRequest, caller: Caller
 ) -> tuple[ExportPlan, int]:
     """The engine's plan for `req` (its 4xx errors) and the rows it selects."""
+    req = req.model_copy(update={"notify": check_notify(req.notify, services.settings, caller)})
     plan = plan_export(req, services.rt.registry, services.settings, caller)
     # The client waits for the count whatever the strategy: it gets the direct limit.
     limit = services.settings.direct_timeout_seconds

@@ -15,7 +15,7 @@ from flows.control.registry import Registry, load_checked_registry
 from flows.control.settings import DEMO_DATASETS, Settings
 from flows.tools.seed import seed
 
-pytest_plugins = ["tests.s3server"]
+pytest_plugins = ["tests.s3server", "tests.notify_servers"]
 
 SEED_ROWS = 2_000
 

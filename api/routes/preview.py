@@ -32,7 +32,9 @@ async def preview_export(
     plan, total = await strategies.plan_and_count(services, to_request(module, body), caller)
     return Preview(
         total_rows=total,
-        strategy=strategies.choose(total, body.mode == "background", services),
+        strategy=strategies.choose(
+            total, body.mode == "background" or body.notify is not None, services
+        ),
         format=plan.request.format,
         filename=strategies.attachment_name(module, plan),
     )

@@ -98,8 +98,9 @@ async def submit_export(
 ) -> Response:
     """Export `module`: the file itself up to the stream limit, else a job to poll."""
     plan, total = await strategies.plan_and_count(services, to_request(module, body), caller)
-    # A keyed request must be answerable again later, so it is always a job.
-    wanted = body.mode == "background" or idempotency_key is not None
+    # A keyed request must be answerable again later, and one asking to be notified
+    # is told when a job ends: both are always jobs.
+    wanted = body.mode == "background" or idempotency_key is not None or body.notify is not None
     strategy = strategies.choose(total, wanted, services)
     settings = services.settings
     limits = Limits(settings.rate_limit_per_hour, settings.max_active_background)

@@ -259,6 +259,49 @@ class ChecksumMismatch(ExportflowError):
     code = "checksum_mismatch"
 
 
+class InvalidNotify(InvalidRequest):
+    """The `notify` option asks for nothing, or for email this service cannot send."""
+
+    code = "invalid_notify"
+
+
+class NotifyEmailUnavailable(InvalidRequest):
+    """Email was asked for, but the token carries no address or no SMTP server is set."""
+
+    code = "notify_email_unavailable"
+
+
+class InvalidWebhookUrl(InvalidRequest):
+    """The webhook URL is malformed or not https."""
+
+    code = "invalid_webhook_url"
+
+
+class WebhookHostNotAllowed(InvalidRequest):
+    """The webhook's host is not on EXPORTFLOW_WEBHOOK_ALLOWED_HOSTS."""
+
+    code = "webhook_host_not_allowed"
+
+
+class NotificationFailed(ExportflowError):
+    """A notification was refused for good (a 4xx, a redirect, a refused address)."""
+
+    code = "notification_failed"
+
+
+class WebhookAddressRefused(NotificationFailed):
+    """The webhook's host resolved to an address webhooks may not reach."""
+
+    code = "webhook_address_refused"
+
+
+class NotificationUnavailable(ExportflowError):
+    """The receiver or mail server answered 5xx, timed out or could not be reached."""
+
+    code = "notification_unavailable"
+    transient = True
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a retry may succeed."""
     return isinstance(exc, ExportflowError) and exc.transient

@@ -51,6 +51,7 @@ class Job:
     attempt: int
     idempotency_key: str | None = None  # the client's Idempotency-Key, when it sent one
     holder: int | None = None  # direct and stream: the lease of the API process running it
+    notifications: list[dict[str, Any]] | None = None  # delivery attempts, oldest first
 
 
 _COLUMNS = ", ".join(f.name for f in fields(Job))

@@ -167,6 +167,35 @@ class Settings(BaseSettings):
         20, gt=0, description="`up`: how long each part may take to stop before it is killed."
     )
 
+    # Notifications when a background export ends: email over SMTP and signed webhooks.
+    smtp_host: str | None = Field(None, description="SMTP server; unset: no email is sent.")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        "starttls", description="none, starttls (upgrade after connecting) or tls (implicit)."
+    )
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field("exportflow@localhost", description="From address of the emails.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="Signs webhooks; unset: derived from secret_key (purpose 'webhook')."
+    )
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Webhook hosts: exact names or *.example.com."
+    )
+    webhook_allow_private_addresses: bool = Field(
+        False, description="Allow webhooks to loopback, private and link-local addresses."
+    )
+    notify_timeout_seconds: float = Field(
+        10, gt=0, description="Longest connect, send or read of one notification attempt."
+    )
+    # Short: the export's flow run, and its slot of export_concurrency, waits for them.
+    notify_retry_delays: list[float] = Field(
+        [2, 10, 30], description="Pauses before each retry of a notification."
+    )
+    notify_ca_file: Path | None = Field(
+        None, description="CA bundle trusted for webhooks and SMTP instead of the system's."
+    )
+
     def secret(self, purpose: str) -> bytes:
         """The key that signs `purpose` (download links, tokens): derived per purpose, so a
         signature made for one can never pass as the other. The default secret is refused

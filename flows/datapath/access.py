@@ -19,6 +19,7 @@ class Caller:
 
     user_id: str
     permissions: frozenset[str] | None = None
+    email: str | None = None  # the token's `email` claim: where notifications go
 
     def may(self, permission: str) -> bool:
         """Whether the caller holds `permission`."""

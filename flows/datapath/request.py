@@ -23,6 +23,7 @@ from flows.control.settings import Settings
 from flows.datapath import values as typed
 from flows.datapath.access import OPERATOR, Caller, check_relations, may_export
 from flows.datapath.locale import DecimalSeparator, Delimiter, resolve
+from flows.datapath.notify import Notify
 
 Format = Literal["csv", "xlsx"]
 Operator = Literal["eq", "in", "gte", "lte", "contains"]
@@ -87,6 +88,8 @@ class ExportRequest(BaseModel):
     relations: list[str] | None = Field(
         None, description="Related sheets to add (XLSX sheets; CSV: a zip). None: none."
     )
+    # Notifications when a background export ends (checked by check_notify).
+    notify: Notify | None = None
 
     def __init__(self, **data: Any) -> None:
         _strict_init(ExportRequest, self, data)

@@ -31,6 +31,7 @@ from flows.datapath.transform import Transform
 from flows.datapath.writers import file_extension
 from flows.orchestration.checkpoint import Checkpoint, assemble, final_key
 from flows.orchestration.job_run import JobRun, end_job, remove_job_files
+from flows.orchestration.notify_task import notify
 from flows.orchestration.runtime import runtime
 
 if TYPE_CHECKING:
@@ -220,7 +221,8 @@ def _on_cancellation(flow, flow_run, state) -> None:
     rt = runtime()
     job_id = flow_run.parameters["job_id"]
     attempt = flow_run.parameters.get("attempt")
-    end_job(rt, job_id, "cancelled", "cancelled", "cancelled by request", attempt)
+    if end_job(rt, job_id, "cancelled", "cancelled", "cancelled by request", attempt):
+        notify(rt, job_id, as_tasks=False)  # the run is over: no task can start
 
 
 def _superseded(exc: Superseded):
@@ -295,9 +297,11 @@ def _export(rt, job_id: str, attempt: int | None, limit: Deadline, last: bool):
             raise _Resume from exc
         if run.fail(exc, cancelled=cancelled):
             _sweep(run, running)
+            notify(rt, job_id, as_tasks=not cancelled)
         raise
     finally:
         ATTEMPT_DEADLINE.reset(scope)
     if not run.complete(key, result):
         return _superseded(Superseded(f"job {job_id} ended before its file was recorded"))
+    notify(rt, job_id)
     return Completed(message=f"{result.rows:,} rows, {result.bytes:,} bytes")

@@ -79,6 +79,10 @@ def add_client_commands(sub) -> None:
     )
     s.add_argument("--json", action="store_true", help="print the API's answer, not the job id")
     s.add_argument("--idempotency-key", help="the same key within 24 h returns the same job")
+    s.add_argument(
+        "--notify-email", action="store_true", help="email your token's address when it ends"
+    )
+    s.add_argument("--notify-webhook", metavar="URL", help="POST a signed event when it ends")
     s.set_defaults(func=_client("cmd_submit"))
 
     j = sub.add_parser("jobs", help="list your exports through the API, newest first")

@@ -52,6 +52,8 @@ def api_body(args: argparse.Namespace) -> dict[str, Any]:
         body |= {"scope": "selected", "selectedIds": data["ids"]}
     if data["from"] is not None or data["to"] is not None:
         body["dateRange"] = {"from": data["from"], "to": data["to"]}
+    if getattr(args, "notify_email", False) or getattr(args, "notify_webhook", None):
+        body["notify"] = {"email": args.notify_email, "webhook": args.notify_webhook}
     return body
 
 
