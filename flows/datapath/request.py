@@ -22,13 +22,23 @@ from flows.control.registry import Column, Dataset, Registry
 from flows.control.settings import Settings
 from flows.datapath import values as typed
 from flows.datapath.access import OPERATOR, Caller, may_export
+from flows.datapath.filters import (
+    GROUP_TAGS,
+    OPERATORS,
+    Condition,
+    ConditionGroup,
+    FilterItem,
+    FilterSpec,
+    SortKey,
+    SortSpec,
+    check_filter_sizes,
+    plan_filters,
+    plan_sort,
+)
 
 Format = Literal["csv", "xlsx"]
-Operator = Literal["eq", "in", "gte", "lte", "contains"]
 Delimiter = Literal[",", ";", "\t", "|"]
-FORMATS, OPERATORS, DELIMITERS = get_args(Format), get_args(Operator), get_args(Delimiter)
-
-Scalar = str | int | float | bool
+FORMATS, DELIMITERS = get_args(Format), get_args(Delimiter)
 
 
 def _strict_init(model: type[BaseModel], self: BaseModel, data: dict[str, Any]) -> None:
@@ -36,16 +46,6 @@ def _strict_init(model: type[BaseModel], self: BaseModel, data: dict[str, Any]) 
         super(model, self).__init__(**data)
     except ValidationError as exc:
         raise invalid(exc) from None
-
-
-class FilterSpec(BaseModel):
-    """A condition on one allow-listed column (its JSON form)."""
-
-    model_config = ConfigDict(extra="forbid", title="Filter")
-
-    column: str
-    op: Operator
-    value: Scalar | list[Scalar] = Field(description="A list for `in`, else one value.")
 
 
 class Filter(FilterSpec):
@@ -70,24 +70,16 @@ class ExportRequest(BaseModel):
     ids: list[str | int] | None = Field(None, description="Scope: only these keys.")
     date_from: str | None = Field(None, alias="from")
     date_to: str | None = Field(None, alias="to")
-    filters: list[FilterSpec] = []
+    filters: list[FilterItem] = Field([], description="All must hold; `any`/`all` group them.")
     timezone: str = Field("UTC", description="IANA zone timestamps are shown in.")
     header: bool = True
     delimiter: Delimiter = ","
     bom: bool = False
     gzip: bool = Field(False, description="CSV only: XLSX is already compressed.")
+    sort: list[SortSpec] = Field([], description="Indexed columns to order by; else the key.")
 
     def __init__(self, **data: Any) -> None:
         _strict_init(ExportRequest, self, data)
-
-
-class Condition(BaseModel):
-    """One WHERE term: `column op values`, each value the text form of `pg_type`."""
-
-    column: str
-    pg_type: str
-    op: Literal["eq", "in", "gte", "lte", "lt", "contains"]
-    values: list[str]
 
 
 class ExportPlan(BaseModel):
@@ -96,7 +88,8 @@ class ExportPlan(BaseModel):
     request: ExportRequest
     dataset: Dataset
     columns: list[Column]
-    conditions: list[Condition]
+    conditions: list[Condition | ConditionGroup]
+    sort: list[SortKey] = []
     # How the rows are read, not which: left out of the plan's fingerprint.
     statement_timeout_seconds: float = Field(300, exclude=True)
 
@@ -110,13 +103,14 @@ _FIELD_ERRORS = {
     "format": (errors.UnsupportedFormat, "unsupported format {input!r}; use csv or xlsx"),
     "op": (errors.UnknownOperator, "unknown filter operator {input!r}; use one of: {ops}"),
     "delimiter": (errors.InvalidOption, "delimiter {input!r} must be one of {delimiters}"),
+    "direction": (errors.InvalidOption, "sort direction {input!r} must be asc or desc"),
 }
 
 
 def invalid(exc: ValidationError) -> errors.InvalidRequest:
     """The first problem of a ValidationError as an InvalidRequest naming the field."""
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
+    loc = [str(p) for p in err["loc"] if p not in GROUP_TAGS]
     where = ".".join(loc) or "request"
     for part in reversed(loc):
         if part in _FIELD_ERRORS and err["type"] == "literal_error":
@@ -154,7 +148,7 @@ def plan_export(
     if req.gzip and req.format == "xlsx":
         raise errors.InvalidOption("gzip applies to CSV only: XLSX is already compressed")
     tz = typed.zone(req.timezone)
-    conditions = [c for f in req.filters for c in _condition(ds, f, tz)]
+    conditions = plan_filters(ds, req.filters, tz)
     if req.ids is not None:
         conditions.append(_ids_condition(ds, req.ids, tz))
     conditions += _date_conditions(ds, req.date_from, req.date_to, tz)
@@ -163,6 +157,7 @@ def plan_export(
         dataset=ds,
         columns=_columns(ds, req.columns),
         conditions=conditions,
+        sort=plan_sort(ds, req.sort),
         statement_timeout_seconds=settings.statement_timeout_seconds,
     )
 
@@ -175,24 +170,12 @@ def _check_sizes(req: ExportRequest, settings: Settings) -> None:
             f"{len(req.ids)} ids selected, at most {settings.max_selected_ids} allowed; "
             "export all rows with a filter"
         )
-    if len(req.filters) > settings.max_filters:
-        raise errors.InvalidRequest(
-            f"{len(req.filters)} filters given, at most {settings.max_filters} allowed; "
-            "combine conditions (an `in` list, a date range) or remove some"
-        )
+    check_filter_sizes(req.filters, settings)
     if req.columns is not None and len(req.columns) > settings.max_columns:
         raise errors.InvalidRequest(
             f"{len(req.columns)} columns named, at most {settings.max_columns} allowed; "
             "omit the list to export every allowed column"
         )
-    for f in req.filters:
-        items = f.value if isinstance(f.value, list) else [f.value]
-        if len(items) > settings.max_in_values:
-            raise errors.InvalidFilterValue(
-                f"filter on {f.column!r} has {len(items)} values, at most "
-                f"{settings.max_in_values} allowed; split the export or use gte/lte"
-            )
-        _check_lengths(f.column, items, settings.max_value_chars)
     _check_lengths("ids", req.ids or [], settings.max_value_chars)
 
 
@@ -220,27 +203,6 @@ def _columns(ds: Dataset, names: list[str] | None) -> list[Column]:
     if len(set(names)) != len(names):
         raise errors.ColumnNotAllowed(f"columns are listed twice: {names}")
     return [ds.column(n) for n in names]
-
-
-def _condition(ds: Dataset, f: FilterSpec, tz: ZoneInfo) -> list[Condition]:
-    if not ds.filterable(f.column):
-        raise errors.FilterNotAllowed(
-            f"cannot filter on column {f.column!r} in module {ds.name!r}; "
-            f"filter on one of: {', '.join(ds.columns)}"
-        )
-    ctype = ds.types[f.column]
-    cast = ctype.base_full
-    if f.op == "contains":
-        if isinstance(f.value, list):
-            raise errors.InvalidFilterValue(f"filter 'contains' on {f.column!r} takes one value")
-        return [Condition(column=f.column, pg_type="text", op="contains", values=[str(f.value)])]
-    if f.op == "in":
-        if not isinstance(f.value, list) or not f.value:
-            raise errors.InvalidFilterValue(f"filter 'in' on {f.column!r} needs a non-empty list")
-        items = [text for v in f.value for _, text in typed.check(f.column, ctype, v, "in", tz)]
-        return [Condition(column=f.column, pg_type=cast, op="in", values=items)]
-    terms = typed.check(f.column, ctype, f.value, f.op, tz)
-    return [Condition(column=f.column, pg_type=cast, op=op, values=[v]) for op, v in terms]
 
 
 def _ids_condition(ds: Dataset, ids: list, tz: ZoneInfo) -> Condition:
