@@ -183,5 +183,9 @@ def range_query(plan: ExportPlan, lo: Any, hi: Any) -> Query:
     cut = plan.request.format == "xlsx"
     cols = ", ".join(select_expr(c, cut) for c in plan.columns)
     where = f" WHERE {' AND '.join(terms)}" if terms else ""
-    text = f"SELECT {cols} FROM {relation(plan.dataset)}{where} ORDER BY {_order(_columns(plan))}"
+    table, order = relation(plan.dataset), _columns(plan)
+    # Qualified: a bare name in ORDER BY means the output column, which may be the text
+    # the value is read as.
+    names = [f"{table}.{c.ident}" for c in order]
+    text = f"SELECT {cols} FROM {table}{where} ORDER BY {_order(order, names)}"
     return Query(text, tuple(params.values))
