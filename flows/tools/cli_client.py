@@ -38,6 +38,7 @@ def api_body(args: argparse.Namespace) -> dict[str, Any]:
         "timezone": data["timezone"],
         "csv": {k: data[k] for k in ("delimiter", "bom", "gzip", "header")},
         "mode": "background",
+        "sort": data["sort"],
     }
     if data["columns"] is not None:
         body["selectedColumns"] = data["columns"]
