@@ -215,7 +215,9 @@ def check(column: str, ctype: ColumnType, value: Any, op: str, tz: ZoneInfo) -> 
         if isinstance(value, list | dict):
             raise Refused("give a single value")
         if ctype.base_type in _NOT_COMPARABLE:
-            raise Refused("this type can only be filtered with contains, starts_with or is_null")
+            raise Refused(
+                "this type can only be filtered with contains, starts_with, is_null or not_null"
+            )
         if ctype.base_type in TEMPORAL:
             return temporal_terms(ctype, op, value, tz)
         return [(op, scalar_text(ctype, value))]

@@ -167,7 +167,7 @@ def test_values_that_are_not_single_or_not_comparable_are_refused():
     )
     assert refusal("doc", "eq", "{}") == (
         "value '{}' for column 'doc' is not a valid json: this type can only be filtered with contains, "
-        "starts_with or is_null"
+        "starts_with, is_null or not_null"
     )
     assert refusal("id", "eq", "not-a-uuid") == (
         "value 'not-a-uuid' for column 'id' is not a valid uuid"
