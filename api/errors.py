@@ -19,6 +19,7 @@ from api.logs import HEADER as REQUEST_ID_HEADER
 from api.metrics import TOO_MANY_REQUESTS
 from flows.control import errors
 from flows.control.logs import current_context
+from flows.datapath.filters import GROUP_TAGS
 
 log = logging.getLogger("api")
 
@@ -143,7 +144,11 @@ async def exportflow_error(request: Request, exc: errors.ExportflowError) -> JSO
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's own validation: 422 invalid_request, each bad field by its path."""
     fields = [
-        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+        # A filter group's tag is not a field the client wrote: left out of its path.
+        {
+            "field": ".".join(str(p) for p in err["loc"] if p not in GROUP_TAGS),
+            "message": err["msg"],
+        }
         for err in exc.errors()
     ]
     first = fields[0] if fields else {"field": "request", "message": "invalid"}

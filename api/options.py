@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from flows.control.errors import InvalidRequest
+from flows.datapath.filters import FilterItem, SortSpec
 from flows.datapath.locale import DecimalSeparator
-from flows.datapath.request import Delimiter, ExportRequest, FilterSpec, Format, parse_request
+from flows.datapath.request import Delimiter, ExportRequest, Format, parse_request
 
 
 class Strict(BaseModel):
@@ -65,6 +66,17 @@ EXAMPLES = [
     },
     {"locale": "de-DE", "formatting": {"nullText": "n/a"}},
     {"mode": "background", "dateRange": {"from": "2024-01-01", "to": "2024-02-01"}},
+    {
+        "filters": [
+            {
+                "any": [
+                    {"column": "id", "op": "lt", "value": 5},
+                    {"column": "id", "op": "gt", "value": 20},
+                ]
+            }
+        ],
+        "sort": [{"column": "id", "direction": "desc"}],
+    },
 ]
 
 
@@ -78,7 +90,9 @@ class ExportOptions(Strict):
     selected_ids: list[str | int] | None = None
     selected_columns: list[str] | None = None
     date_range: DateRange | None = None
-    filters: list[FilterSpec] = []
+    filters: list[FilterItem] = Field(
+        [], description="All must hold; an item `{any: [...]}` or `{all: [...]}` groups them."
+    )
     timezone: str = "UTC"
     csv: CsvOptions | None = None
     mode: Literal["auto", "background"] = Field(
@@ -95,6 +109,7 @@ class ExportOptions(Strict):
     notify: NotifyOptions | None = Field(
         None, description="Tell the caller when the export ends; makes it a background job."
     )
+    sort: list[SortSpec] = Field([], description="Indexed columns to order by; else the key.")
 
 
 def to_request(module: str, opts: ExportOptions) -> ExportRequest:
@@ -111,6 +126,7 @@ def to_request(module: str, opts: ExportOptions) -> ExportRequest:
         "filters": [f.model_dump() for f in opts.filters],
         "timezone": opts.timezone,
         "relations": opts.relations,
+        "sort": [s.model_dump() for s in opts.sort],
     }
     if opts.date_range is not None:
         data |= {"from": opts.date_range.start, "to": opts.date_range.end}

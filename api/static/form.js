@@ -34,7 +34,18 @@ const OPERATOR_WORDS = {
   gte: "is at least",
   lte: "is at most",
   contains: "contains",
+  neq: "is not",
+  not_in: "is none of (comma-separated)",
+  gt: "is more than",
+  lt: "is less than",
+  between: "is between (low,high, both included)",
+  starts_with: "starts with",
+  is_null: "is empty",
+  not_null: "is not empty",
 };
+// Operators that take no value, and those that take a comma-separated list.
+const NO_VALUE = ["is_null", "not_null"];
+const LISTS = ["in", "not_in", "between"];
 
 let filterCount = 0;
 
@@ -169,6 +180,10 @@ export function readOptions(limits) {
   const filters = [];
   for (const row of $("filters").querySelectorAll(".filter")) {
     const [column, op, value] = row.querySelectorAll("select, input");
+    if (NO_VALUE.includes(op.value)) {
+      filters.push({ column: column.value, op: op.value });
+      continue;
+    }
     if (value.value.trim() === "") {
       problems.filters = "Give every filter a value, or remove it.";
       continue;
@@ -176,7 +191,7 @@ export function readOptions(limits) {
     const text = value.value.trim();
     // The server takes a list for "is one of"; values are strings, typed by the column.
     const parts = text.split(",").map((v) => v.trim()).filter(Boolean);
-    filters.push({ column: column.value, op: op.value, value: op.value === "in" ? parts : text });
+    filters.push({ column: column.value, op: op.value, value: LISTS.includes(op.value) ? parts : text });
   }
   body.filters = filters;
   const relations = [...$("relations").querySelectorAll("input:checked")].map((b) => b.value);

@@ -51,7 +51,7 @@ class FilterNotAllowed(InvalidRequest):
 
 
 class UnknownOperator(InvalidRequest):
-    """A filter operator is not one of eq, in, gte, lte, contains."""
+    """A filter operator is not one the request model lists."""
 
     code = "unknown_operator"
 
@@ -60,6 +60,18 @@ class InvalidFilterValue(InvalidRequest):
     """A filter value does not fit the column's type."""
 
     code = "invalid_filter_value"
+
+
+class SortNotAllowed(InvalidRequest):
+    """A sort names a column that is not allowed, or names one twice."""
+
+    code = "sort_not_allowed"
+
+
+class SortNotIndexed(InvalidRequest):
+    """A sort has no index to read the rows in that order from."""
+
+    code = "sort_not_indexed"
 
 
 class InvalidDate(InvalidRequest):

@@ -115,6 +115,10 @@ class Dataset(BaseModel):
             }
         return value
 
+    # The key columns of each usable btree index, (name, pg_index.indoption) in index
+    # order, for sorts; from the catalog at check, left out of dumps (and fingerprints).
+    indexes: list[list[tuple[str, int]]] = Field([], exclude=True)
+
     @model_validator(mode="after")
     def _sensitive_not_exported(self) -> Dataset:
         leaked = sorted(set(self.sensitive) & set(self.columns))
@@ -219,6 +223,20 @@ WHERE a.attrelid = %(rel)s AND a.attname = %(key)s AND NOT a.attisdropped
 """
 
 
+# Valid, non-partial btree indexes; an expression column has no name and ends the usable part.
+_INDEXES = """
+SELECT array_agg(coalesce(a.attname::text, '') ORDER BY k.n), array_agg(k.opt ORDER BY k.n)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree'
+CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indoption::int2[]) WITH ORDINALITY AS k(att, opt, n)
+LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att AND k.att > 0
+WHERE i.indrelid = %(rel)s AND i.indisvalid AND i.indpred IS NULL AND k.n <= i.indnkeyatts
+GROUP BY i.indexrelid
+ORDER BY i.indexrelid
+"""
+
+
 def _fail(path: Path | str, ds: Dataset, field: str, message: str) -> DatasetConfigError:
     return DatasetConfigError(f"{path}: module '{ds.name}', field '{field}': {message}")
 
@@ -282,6 +300,8 @@ def check_registry(registry: Registry, url: str, path: Path | str = "datasets") 
                 if col is not None and col not in types:
                     raise _fail(path, ds, field, f"column {col!r} does not exist in {ds.table}")
             ds.types = types
+            indexes = conn.execute(_INDEXES, {"rel": rel}).fetchall()
+            ds.indexes = [list(zip(names, opts, strict=True)) for names, opts in indexes]
             _check_key(conn, rel, kind, ds, path)
             for name, entry in ds.columns.items():
                 if (

@@ -22,14 +22,24 @@ from flows.control.registry import Column, Dataset, Registry
 from flows.control.settings import Settings
 from flows.datapath import values as typed
 from flows.datapath.access import OPERATOR, Caller, check_relations, may_export
+from flows.datapath.filters import (
+    GROUP_TAGS,
+    OPERATORS,
+    Condition,
+    ConditionGroup,
+    FilterItem,
+    FilterSpec,
+    SortKey,
+    SortSpec,
+    check_filter_sizes,
+    plan_filters,
+    plan_sort,
+)
 from flows.datapath.locale import DecimalSeparator, Delimiter, resolve
 from flows.datapath.notify import Notify
 
 Format = Literal["csv", "xlsx"]
-Operator = Literal["eq", "in", "gte", "lte", "contains"]
-FORMATS, OPERATORS, DELIMITERS = get_args(Format), get_args(Operator), get_args(Delimiter)
-
-Scalar = str | int | float | bool
+FORMATS, DELIMITERS = get_args(Format), get_args(Delimiter)
 
 
 def _strict_init(model: type[BaseModel], self: BaseModel, data: dict[str, Any]) -> None:
@@ -37,16 +47,6 @@ def _strict_init(model: type[BaseModel], self: BaseModel, data: dict[str, Any]) 
         super(model, self).__init__(**data)
     except ValidationError as exc:
         raise invalid(exc) from None
-
-
-class FilterSpec(BaseModel):
-    """A condition on one allow-listed column (its JSON form)."""
-
-    model_config = ConfigDict(extra="forbid", title="Filter")
-
-    column: str
-    op: Operator
-    value: Scalar | list[Scalar] = Field(description="A list for `in`, else one value.")
 
 
 class Filter(FilterSpec):
@@ -71,7 +71,7 @@ class ExportRequest(BaseModel):
     ids: list[str | int] | None = Field(None, description="Scope: only these keys.")
     date_from: str | None = Field(None, alias="from")
     date_to: str | None = Field(None, alias="to")
-    filters: list[FilterSpec] = []
+    filters: list[FilterItem] = Field([], description="All must hold; `any`/`all` group them.")
     timezone: str = Field("UTC", description="IANA zone timestamps are shown in.")
     header: bool = True
     delimiter: Delimiter | None = Field(None, description="Default: the locale's, else ','.")
@@ -90,6 +90,7 @@ class ExportRequest(BaseModel):
     )
     # Notifications when a background export ends (checked by check_notify).
     notify: Notify | None = None
+    sort: list[SortSpec] = Field([], description="Indexed columns to order by; else the key.")
 
     def __init__(self, **data: Any) -> None:
         _strict_init(ExportRequest, self, data)
@@ -102,22 +103,14 @@ class ExportRequest(BaseModel):
         return self
 
 
-class Condition(BaseModel):
-    """One WHERE term: `column op values`, each value the text form of `pg_type`."""
-
-    column: str
-    pg_type: str
-    op: Literal["eq", "in", "gte", "lte", "lt", "contains"]
-    values: list[str]
-
-
 class ExportPlan(BaseModel):
     """A validated request: everything the data path needs, nothing it must re-check."""
 
     request: ExportRequest
     dataset: Dataset
     columns: list[Column]
-    conditions: list[Condition]
+    conditions: list[Condition | ConditionGroup]
+    sort: list[SortKey] = []
     # How the rows are read, not which: left out of the plan's fingerprint.
     statement_timeout_seconds: float = Field(300, exclude=True)
 
@@ -132,13 +125,14 @@ _FIELD_ERRORS = {
     "op": (errors.UnknownOperator, "unknown filter operator {input!r}; use one of: {ops}"),
     "delimiter": (errors.InvalidOption, "delimiter {input!r} must be one of {delimiters}"),
     "decimal_separator": (errors.InvalidOption, "decimal separator {input!r}: use '.' or ','"),
+    "direction": (errors.InvalidOption, "sort direction {input!r} must be asc or desc"),
 }
 
 
 def invalid(exc: ValidationError) -> errors.InvalidRequest:
     """The first problem of a ValidationError as an InvalidRequest naming the field."""
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
+    loc = [str(p) for p in err["loc"] if p not in GROUP_TAGS]
     where = ".".join(loc) or "request"
     for part in reversed(loc):
         if part in _FIELD_ERRORS and err["type"] == "literal_error":
@@ -178,7 +172,7 @@ def plan_export(
         raise errors.InvalidOption("gzip applies to CSV only: XLSX is already compressed")
     tz = typed.zone(req.timezone)
     req = resolve(req, settings)
-    conditions = [c for f in req.filters for c in _condition(ds, f, tz)]
+    conditions = plan_filters(ds, req.filters, tz)
     if req.ids is not None:
         conditions.append(_ids_condition(ds, req.ids, tz))
     conditions += _date_conditions(ds, req.date_from, req.date_to, tz)
@@ -187,6 +181,7 @@ def plan_export(
         dataset=ds,
         columns=_columns(ds, req.columns),
         conditions=conditions,
+        sort=plan_sort(ds, req.sort),
         statement_timeout_seconds=settings.statement_timeout_seconds,
     )
 
@@ -199,24 +194,12 @@ def _check_sizes(req: ExportRequest, settings: Settings) -> None:
             f"{len(req.ids)} ids selected, at most {settings.max_selected_ids} allowed; "
             "export all rows with a filter"
         )
-    if len(req.filters) > settings.max_filters:
-        raise errors.InvalidRequest(
-            f"{len(req.filters)} filters given, at most {settings.max_filters} allowed; "
-            "combine conditions (an `in` list, a date range) or remove some"
-        )
+    check_filter_sizes(req.filters, settings)
     if req.columns is not None and len(req.columns) > settings.max_columns:
         raise errors.InvalidRequest(
             f"{len(req.columns)} columns named, at most {settings.max_columns} allowed; "
             "omit the list to export every allowed column"
         )
-    for f in req.filters:
-        items = f.value if isinstance(f.value, list) else [f.value]
-        if len(items) > settings.max_in_values:
-            raise errors.InvalidFilterValue(
-                f"filter on {f.column!r} has {len(items)} values, at most "
-                f"{settings.max_in_values} allowed; split the export or use gte/lte"
-            )
-        _check_lengths(f.column, items, settings.max_value_chars)
     _check_lengths("ids", req.ids or [], settings.max_value_chars)
 
 
@@ -244,27 +227,6 @@ def _columns(ds: Dataset, names: list[str] | None) -> list[Column]:
     if len(set(names)) != len(names):
         raise errors.ColumnNotAllowed(f"columns are listed twice: {names}")
     return [ds.column(n) for n in names]
-
-
-def _condition(ds: Dataset, f: FilterSpec, tz: ZoneInfo) -> list[Condition]:
-    if not ds.filterable(f.column):
-        raise errors.FilterNotAllowed(
-            f"cannot filter on column {f.column!r} in module {ds.name!r}; "
-            f"filter on one of: {', '.join(ds.columns)}"
-        )
-    ctype = ds.types[f.column]
-    cast = ctype.base_full
-    if f.op == "contains":
-        if isinstance(f.value, list):
-            raise errors.InvalidFilterValue(f"filter 'contains' on {f.column!r} takes one value")
-        return [Condition(column=f.column, pg_type="text", op="contains", values=[str(f.value)])]
-    if f.op == "in":
-        if not isinstance(f.value, list) or not f.value:
-            raise errors.InvalidFilterValue(f"filter 'in' on {f.column!r} needs a non-empty list")
-        items = [text for v in f.value for _, text in typed.check(f.column, ctype, v, "in", tz)]
-        return [Condition(column=f.column, pg_type=cast, op="in", values=items)]
-    terms = typed.check(f.column, ctype, f.value, f.op, tz)
-    return [Condition(column=f.column, pg_type=cast, op=op, values=[v]) for op, v in terms]
 
 
 def _ids_condition(ds: Dataset, ids: list, tz: ZoneInfo) -> Condition:

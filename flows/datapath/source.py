@@ -14,15 +14,14 @@ import pyarrow as pa
 from flows.control.connections import adbc_connect, adbc_release
 from flows.control.database import classify_db_error
 from flows.control.errors import SourceTimeout
+from flows.datapath.cursor import bound_query, range_query
 from flows.datapath.deadline import Deadline
 from flows.datapath.keyset import Bound, ChunkSizing, keyset_chunks
 from flows.datapath.request import ExportPlan
 from flows.datapath.sql import (  # noqa: F401  (re-exported: callers build queries from here)
     Query,
-    bound_query,
     count_query,
     quote_ident,
-    range_query,
     select_expr,
 )
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows.control.registry import Column, Dataset
-from flows.datapath.request import Condition, ExportPlan
+from flows.datapath.filters import Condition, ConditionGroup
+from flows.datapath.request import ExportPlan
 
 # Types Arrow and Polars carry natively; everything else (numeric, uuid, json, arrays,
 # intervals, enums, ...) is read as its PostgreSQL text form so it exports faithfully.
@@ -17,7 +18,8 @@ NATIVE_TYPES = {
     "text", "character varying", "character", "date", "time without time zone",
     "timestamp with time zone", "timestamp without time zone",
 }  # fmt: skip
-_SQL_OPS = {"eq": "=", "gte": ">=", "lte": "<=", "lt": "<"}
+_SQL_OPS = {"eq": "=", "neq": "IS DISTINCT FROM", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_NULL_TESTS = {"is_null": "IS NULL", "not_null": "IS NOT NULL"}
 
 
 # XLSX cells hold at most 32,767 characters and the writer cuts longer ones itself. A
@@ -85,7 +87,7 @@ class Query:
         return f"SELECT {', '.join(calls)}"
 
 
-class _Params:
+class Params:
     """Values are bound, never written into SQL. They are bound to transaction-local
     settings rather than to the data query itself: PostgreSQL only streams a query with
     COPY when it has no parameters, and COPY reads twice as fast."""
@@ -105,33 +107,49 @@ class _Params:
         return f"ARRAY(SELECT CAST(v AS {pg_type}) FROM {items} AS v)"
 
 
-def _where(conditions: list[Condition], params: _Params) -> list[str]:
-    terms = []
-    for c in conditions:
-        col = quote_ident(c.column)
-        if c.op == "contains":
-            pattern = c.values[0].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            ref = params.bind(pattern, "text")
-            terms.append(f"{col}::text ILIKE '%' || {ref} || '%' ESCAPE '\\'")
-        elif c.op == "in":
-            terms.append(f"{col} = ANY({params.bind_list(c.values, c.pg_type)})")
-        else:
-            terms.append(f"{col} {_SQL_OPS[c.op]} {params.bind(c.values[0], c.pg_type)}")
-    return terms
+def _like(value: str) -> str:
+    """`value` as a LIKE pattern matching itself: `%`, `_` and the escape taken literally."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _term(c: Condition | ConditionGroup, params: Params) -> str:
+    if isinstance(c, ConditionGroup):
+        joined = (" OR " if c.any else " AND ").join(_term(t, params) for t in c.terms)
+        return f"({joined})"
+    col = quote_ident(c.column)
+    if c.op in _NULL_TESTS:
+        return f"{col} {_NULL_TESTS[c.op]}"
+    if c.op == "contains":
+        return (
+            f"{col}::text ILIKE '%' || {params.bind(_like(c.values[0]), 'text')} || '%' ESCAPE '\\'"
+        )
+    if c.op == "starts_with":
+        return f"{col}::text ILIKE {params.bind(_like(c.values[0]), 'text')} || '%' ESCAPE '\\'"
+    if c.op == "in":
+        return f"{col} = ANY({params.bind_list(c.values, c.pg_type)})"
+    if c.op == "not_in":
+        # IS NOT TRUE: a NULL value is not in the list (see filters.py on NULLs).
+        return f"({col} = ANY({params.bind_list(c.values, c.pg_type)})) IS NOT TRUE"
+    return f"{col} {_SQL_OPS[c.op]} {params.bind(c.values[0], c.pg_type)}"
+
+
+def where_terms(conditions: list[Condition | ConditionGroup], params: Params) -> list[str]:
+    """The plan's conditions as SQL terms, all of which must hold."""
+    return [_term(c, params) for c in conditions]
 
 
 def count_query(plan: ExportPlan) -> Query:
     """SELECT count(*) for the plan's rows."""
-    params = _Params()
-    terms = _where(plan.conditions, params)
+    params = Params()
+    terms = where_terms(plan.conditions, params)
     where = f" WHERE {' AND '.join(terms)}" if terms else ""
     sql = f"SELECT count(*) AS n FROM {relation(plan.dataset)}{where}"
     return Query(sql, tuple(params.values))
 
 
-def _keyset_terms(plan: ExportPlan, params: _Params, lo: Any, hi: Any = None) -> list[str]:
+def _keyset_terms(plan: ExportPlan, params: Params, lo: Any, hi: Any = None) -> list[str]:
     ds = plan.dataset
-    terms = _where(plan.conditions, params)
+    terms = where_terms(plan.conditions, params)
     key = quote_ident(ds.key)
     if lo is not None:
         terms.append(f"{key} > {params.bind(str(lo), ds.key_type)}")
@@ -143,7 +161,7 @@ def _keyset_terms(plan: ExportPlan, params: _Params, lo: Any, hi: Any = None) ->
 def bound_query(plan: ExportPlan, after: Any, limit: int, until: Any = None) -> Query:
     """The last key and row count of the next `limit` rows after `after`, up to `until`
     when given (index only)."""
-    params = _Params()
+    params = Params()
     terms = _keyset_terms(plan, params, after, until)
     key = quote_ident(plan.dataset.key)
     where = f" WHERE {' AND '.join(terms)}" if terms else ""
@@ -162,7 +180,7 @@ def bound_query(plan: ExportPlan, after: Any, limit: int, until: Any = None) -> 
 def range_query(plan: ExportPlan, lo: Any, hi: Any) -> Query:
     """The rows with lo < key <= hi (lo None: from the start), in key order."""
     ds = plan.dataset
-    params = _Params()
+    params = Params()
     terms = _keyset_terms(plan, params, lo, hi)
     key = quote_ident(ds.key)
     cut = plan.request.format == "xlsx"

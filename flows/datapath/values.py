@@ -195,7 +195,15 @@ def temporal_terms(ctype: ColumnType, op: str, raw: Any, tz: ZoneInfo) -> list[t
         return [(op, moment_text(found, base, tz))]
     start = moment_text(day_start(found, tz), base, tz)
     end = moment_text(day_start(found + timedelta(days=1), tz), base, tz)
-    ranges = {"eq": [("gte", start), ("lt", end)], "gte": [("gte", start)], "lte": [("lt", end)]}
+    # The day as a whole: after it (gt) starts at the next midnight, before it (lt) ends
+    # at its own.
+    ranges = {
+        "eq": [("gte", start), ("lt", end)],
+        "gte": [("gte", start)],
+        "lte": [("lt", end)],
+        "gt": [("gte", end)],
+        "lt": [("lt", start)],
+    }
     if op not in ranges:
         raise Refused("an `in` list on a timestamp takes date-times; use eq for a whole day")
     return ranges[op]
@@ -207,7 +215,9 @@ def check(column: str, ctype: ColumnType, value: Any, op: str, tz: ZoneInfo) -> 
         if isinstance(value, list | dict):
             raise Refused("give a single value")
         if ctype.base_type in _NOT_COMPARABLE:
-            raise Refused("this type can only be filtered with contains")
+            raise Refused(
+                "this type can only be filtered with contains, starts_with, is_null or not_null"
+            )
         if ctype.base_type in TEMPORAL:
             return temporal_terms(ctype, op, value, tz)
         return [(op, scalar_text(ctype, value))]

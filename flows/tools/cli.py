@@ -30,7 +30,33 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ids", help="comma-separated keys: export only these rows")
     p.add_argument("--from", dest="date_from", help="YYYY-MM-DD or ISO date-time, inclusive")
     p.add_argument("--to", dest="date_to", help="YYYY-MM-DD (whole day) or ISO date-time")
-    p.add_argument("--filter", action="append", default=[], help="COLUMN:OP:VALUE (repeatable)")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        help="COLUMN:OP:VALUE, all must hold (repeatable); OP: eq neq gt gte lt lte contains "
+        "starts_with; in, not_in, between take comma-separated values (price:between:10,20); "
+        "is_null and not_null take none (description:is_null)",
+    )
+    p.add_argument(
+        "--any",
+        action="append",
+        default=[],
+        metavar="FILTER",
+        help="a filter like --filter; all --any filters form one group of which one must hold",
+    )
+    p.add_argument(
+        "--filters-json",
+        metavar="JSON",
+        help='filters as the API takes them, e.g. \'[{"any": [...]}, {"column": ...}]\'',
+    )
+    p.add_argument(
+        "--sort",
+        action="append",
+        default=[],
+        metavar="COLUMN[:desc]",
+        help="order by an indexed column, ascending unless :desc (repeatable; default: the key)",
+    )
     p.add_argument("--timezone", default="UTC", help="IANA zone for timestamps (default UTC)")
     p.add_argument("--delimiter", help="one of , ; TAB | (default: the locale's, else ,)")
     p.add_argument("--no-header", action="store_true")

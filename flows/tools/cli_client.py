@@ -38,6 +38,7 @@ def api_body(args: argparse.Namespace) -> dict[str, Any]:
         "timezone": data["timezone"],
         "csv": {k: data[k] for k in ("delimiter", "bom", "gzip", "header") if data[k] is not None},
         "mode": "background",
+        "sort": data["sort"],
     }
     if data["locale"] is not None:
         body["locale"] = data["locale"]

@@ -61,12 +61,42 @@ def announce_embedded(pgdata: Path) -> None:
     )
 
 
+_LIST_OPS = ("in", "not_in", "between")
+
+
 def _filter(text: str) -> dict[str, Any]:
     column, sep, rest = text.partition(":")
     op, sep2, value = rest.partition(":")
+    if op in ("is_null", "not_null") and column and not sep2:
+        return {"column": column, "op": op}
     if not (sep and sep2 and column):
-        raise InvalidRequest(f"filter {text!r} must look like COLUMN:OP:VALUE, e.g. price:gte:10")
-    return {"column": column, "op": op, "value": value.split(",") if op == "in" else value}
+        raise InvalidRequest(
+            f"filter {text!r} must look like COLUMN:OP:VALUE (e.g. price:gte:10) "
+            "or COLUMN:is_null / COLUMN:not_null"
+        )
+    return {"column": column, "op": op, "value": value.split(",") if op in _LIST_OPS else value}
+
+
+def _filters(args: argparse.Namespace) -> list[Any]:
+    filters: list[Any] = [_filter(f) for f in args.filter]
+    if args.any:
+        filters.append({"any": [_filter(f) for f in args.any]})
+    if args.filters_json:
+        try:
+            given = json.loads(args.filters_json)
+        except ValueError as exc:
+            raise InvalidRequest(f"--filters-json is not JSON: {exc}") from None
+        if not isinstance(given, list):
+            raise InvalidRequest("--filters-json must be a JSON list of filters and groups")
+        filters += given
+    return filters
+
+
+def _sort(text: str) -> dict[str, str]:
+    column, _, direction = text.partition(":")
+    if not column:
+        raise InvalidRequest(f"sort {text!r} must look like COLUMN or COLUMN:desc")
+    return {"column": column, "direction": direction or "asc"}
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -94,7 +124,7 @@ def request_data(args: argparse.Namespace) -> dict[str, Any]:
         "ids": _split(args.ids),
         "from": args.date_from,
         "to": args.date_to,
-        "filters": [_filter(f) for f in args.filter],
+        "filters": _filters(args),
         "timezone": args.timezone,
         "header": not args.no_header,
         "delimiter": args.delimiter,
@@ -102,6 +132,7 @@ def request_data(args: argparse.Namespace) -> dict[str, Any]:
         "gzip": args.gzip,
         **{k: getattr(args, k) for k in FORMATTING},
         "relations": _split(args.relations),
+        "sort": [_sort(s) for s in args.sort],
     }
 
 

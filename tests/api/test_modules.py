@@ -72,7 +72,10 @@ def test_lists_the_callers_modules_with_their_columns_in_file_order(client, toke
     assert shown == PRODUCTS
     assert {"cost_price", "supplier_email"}.isdisjoint(c["name"] for c in products["columns"])
     assert all(c["filterable"] and c["labels"] is None for c in products["columns"])
-    assert body["operators"] == ["eq", "in", "gte", "lte", "contains"]
+    assert body["operators"] == [
+        "eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "between",
+        "contains", "starts_with", "is_null", "not_null",
+    ]  # fmt: skip
     assert body["limits"] == {
         "directMaxRows": 7,
         "streamMaxRows": 70,

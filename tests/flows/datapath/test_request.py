@@ -79,13 +79,12 @@ def test_openapi_schema_lists_the_allowed_values():
     assert props["delimiter"]["anyOf"][0]["enum"] == [",", ";", "\t", "|"]
     assert props["decimal_separator"]["anyOf"][0]["enum"] == [".", ","]
     assert schema["$defs"]["FilterSpec"]["properties"]["op"]["enum"] == [
-        "eq",
-        "in",
-        "gte",
-        "lte",
-        "contains",
-    ]
-    assert schema["$defs"]["FilterSpec"]["required"] == ["column", "op", "value"]
+        "eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "between",
+        "contains", "starts_with", "is_null", "not_null",
+    ]  # fmt: skip
+    assert schema["$defs"]["FilterSpec"]["required"] == ["column", "op"]
+    assert schema["$defs"]["AnyGroup"]["required"] == ["any"]
+    assert schema["$defs"]["SortSpec"]["properties"]["direction"]["enum"] == ["asc", "desc"]
     assert schema["additionalProperties"] is False
 
 

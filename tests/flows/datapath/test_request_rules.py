@@ -65,7 +65,8 @@ def test_a_request_that_is_not_an_object_is_refused_as_a_whole():
 
 def test_messages_list_what_is_allowed():
     assert refused(errors.UnknownOperator, filters=[flt("id", "like", 1)]) == (
-        "unknown filter operator 'like'; use one of: eq, in, gte, lte, contains"
+        "unknown filter operator 'like'; use one of: eq, neq, in, not_in, gt, gte, lt, lte, "
+        "between, contains, starts_with, is_null, not_null"
     )
     assert refused(errors.InvalidOption, delimiter="ab") == (
         "delimiter 'ab' must be one of ',', ';', '\\t', '|'"

@@ -166,7 +166,8 @@ def test_values_that_are_not_single_or_not_comparable_are_refused():
         "value [1, 2] for column 'n' is not a valid integer: give a single value"
     )
     assert refusal("doc", "eq", "{}") == (
-        "value '{}' for column 'doc' is not a valid json: this type can only be filtered with contains"
+        "value '{}' for column 'doc' is not a valid json: this type can only be filtered with contains, "
+        "starts_with, is_null or not_null"
     )
     assert refusal("id", "eq", "not-a-uuid") == (
         "value 'not-a-uuid' for column 'id' is not a valid uuid"
