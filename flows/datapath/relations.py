@@ -19,7 +19,7 @@ from flows.control.relations import Relation
 from flows.datapath.deadline import Deadline
 from flows.datapath.request import ExportPlan
 from flows.datapath.source import Source
-from flows.datapath.sql import Query, _Params, _where, quote_ident, relation, select_expr
+from flows.datapath.sql import Params, Query, quote_ident, relation, select_expr, where_terms
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,10 @@ def _q(name: str) -> str:
     return "r." + quote_ident(name)
 
 
-def _terms(rp: RelationPlan, params: _Params, lo: Any, hi: Any = None) -> list[str]:
+def _terms(rp: RelationPlan, params: Params, lo: Any, hi: Any = None) -> list[str]:
     parent, spec = rp.parent, rp.spec
     # Unqualified, the conditions' columns resolve to the parent table of the subquery.
-    inner = _where(parent.conditions, params)
+    inner = where_terms(parent.conditions, params)
     where = f" WHERE {' AND '.join(inner)}" if inner else ""
     key = quote_ident(parent.dataset.key)
     parents = f"SELECT {key} FROM {relation(parent.dataset)}{where}"
@@ -92,7 +92,7 @@ def _terms(rp: RelationPlan, params: _Params, lo: Any, hi: Any = None) -> list[s
     return terms
 
 
-def _bound(rp: RelationPlan, params: _Params, text: str) -> str:
+def _bound(rp: RelationPlan, params: Params, text: str) -> str:
     ref = f"CAST({params.ref(str(text))} AS jsonb)"
     types = rp.spec.types
     items = (f"CAST({ref} ->> {i} AS {types[k].base_full})" for i, k in enumerate(rp.spec.order))
@@ -115,7 +115,7 @@ def _rows(rp: RelationPlan) -> str:
 
 def count_query(rp: RelationPlan) -> Query:
     """SELECT count(*) of the related rows."""
-    params = _Params()
+    params = Params()
     terms = _terms(rp, params, None)
     sql = f"SELECT count(*) AS n FROM {rp.spec.relation} r WHERE {' AND '.join(terms)}"
     return Query(sql, tuple(params.values))
@@ -123,7 +123,7 @@ def count_query(rp: RelationPlan) -> Query:
 
 def bound_query(rp: RelationPlan, after: Any, limit: int, until: Any = None) -> Query:
     """The last key (JSON text) and row count of the next `limit` related rows."""
-    params = _Params()
+    params = Params()
     terms = _terms(rp, params, after, until)
     order = rp.spec.order
     cols = ", ".join(f"{_q(k)} AS k{i}" for i, k in enumerate(order))
@@ -144,7 +144,7 @@ def bound_query(rp: RelationPlan, after: Any, limit: int, until: Any = None) -> 
 
 def range_query(rp: RelationPlan, lo: Any, hi: Any) -> Query:
     """The related rows lo < (parent key, key) <= hi, in that order."""
-    params = _Params()
+    params = Params()
     terms = _terms(rp, params, lo, hi)
     cut = rp.request.format == "xlsx"
     cols = ", ".join(select_expr(c, cut) for c in rp.columns)
