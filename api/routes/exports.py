@@ -72,7 +72,8 @@ def list_exports(
     services: ServicesDep,
     caller: CallerDep,
     status: Annotated[list[Status] | None, Query()] = None,
-    module: str | None = None,
+    # PostgreSQL text cannot hold U+0000: refused here as a 422, not sent to the database.
+    module: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     cursor: str | None = None,
 ) -> ExportPage:

@@ -146,6 +146,7 @@ def test_list_pages_through_equal_creation_times_exactly_once(client, rt, user):
         ({"limit": 0}, "query.limit"),
         ({"limit": 101}, "query.limit"),
         ({"status": "done"}, "query.status.0"),
+        ({"module": "prod\x00ucts"}, "query.module"),  # was a 500 from the database
     ],
 )
 def test_list_bounds(client, user, params, field):
