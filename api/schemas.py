@@ -49,6 +49,7 @@ class ExportStatus(Body):
     finished_at: datetime | None
     expires_at: datetime | None
     error: JobError | None
+    schedule_id: uuid.UUID | None = None  # the scheduled export that started it
 
 
 class DownloadLink(Body):
@@ -201,6 +202,7 @@ def status_view(
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        schedule_id=job.schedule_id,
         expires_at=job.expires_at,
         error=error,
     )
