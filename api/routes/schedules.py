@@ -13,6 +13,7 @@ from fastapi import APIRouter, Response
 
 from api.deps import CallerDep, ServicesDep
 from api.options import to_request
+from api.routes.submit import ReadableBody
 from api.schedule_schemas import (
     ScheduleChange,
     ScheduleCreate,
@@ -25,7 +26,8 @@ from flows.control.schedules import Schedule, next_run
 from flows.orchestration import scheduling
 
 ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 503)}
-router = APIRouter(tags=["schedules"], responses=ERRORS)
+# A body that is not JSON text is a 422 invalid_request here too, not FastAPI's bare 400.
+router = APIRouter(tags=["schedules"], responses=ERRORS, route_class=ReadableBody)
 VIEW = {"response_model": ScheduleView, "response_model_by_alias": True}
 
 

@@ -107,7 +107,7 @@ class ScheduleStore:
         with pooled(self.url) as conn, conn.cursor(row_factory=class_row(Schedule)) as cur:
             return cur.execute(sql, params).fetchone()
 
-    def create(self, user_id: str, fields_: dict[str, Any], cap: int) -> Schedule:
+    def create(self, user_id: str, values: dict[str, Any], cap: int) -> Schedule:
         """A new active schedule, unless the user already has `cap` (TooManySchedules)."""
         with pooled(self.url) as conn, conn.cursor(row_factory=class_row(Schedule)) as cur:
             # Serialised per user, so two requests at once cannot both pass the cap.
@@ -120,14 +120,14 @@ class ScheduleStore:
                     f"you have {count} scheduled exports, at most {cap} allowed;"
                     " delete one before saving another"
                 )
-            notify = fields_.get("notify")
+            notify = values.get("notify")
             return cur.execute(
                 f"INSERT INTO export_schedules"
                 f" (id, user_id, name, module, cron, timezone, options, notify)"
                 f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
                 (
-                    uuid.uuid4(), user_id, fields_["name"], fields_["module"], fields_["cron"],
-                    fields_["timezone"], json.dumps(fields_["options"]),
+                    uuid.uuid4(), user_id, values["name"], values["module"], values["cron"],
+                    values["timezone"], json.dumps(values["options"]),
                     None if notify is None else json.dumps(notify),
                 ),
             ).fetchone()  # fmt: skip

@@ -3,6 +3,7 @@ and what each of its runs does. Rules live here and in flows/control, not in a f
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,13 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _check_notify(notify: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Stored as jsonb, which cannot hold U+0000: refused here rather than by the database.
+    if notify is not None and "\\u0000" in json.dumps(notify):
+        raise InvalidRequest("notify: contains U+0000 (a NUL character); remove it")
+    return notify
+
+
 def _check_when(rt: Runtime, cron: str, timezone: str) -> None:
     """The cron and zone as our rules and Prefect's scheduler both accept them."""
     check_cron(cron, timezone, rt.settings.schedule_min_interval_seconds, datetime.now(UTC))
@@ -53,7 +61,7 @@ def create_schedule(
         "cron": cron.strip(),
         "timezone": timezone,
         "options": plan.request.model_dump(mode="json", by_alias=True),
-        "notify": notify,
+        "notify": _check_notify(notify),
     }
     _check_when(rt, fields["cron"], timezone)
     schedule = rt.schedules.create(caller.user_id, fields, rt.settings.max_schedules_per_user)

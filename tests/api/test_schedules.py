@@ -136,6 +136,7 @@ def test_cap_per_user(client, headers, user, db_url, deployment_id):
         ({"export": {"selectedColumns": ["cost_price"]}}, 422, "column_not_allowed"),
         ({"export": {"format": "pdf"}}, 422, "invalid_request"),
         ({"every": "day"}, 422, "invalid_request"),
+        ({"notify": {"to": "a\u0000b"}}, 422, "invalid_request"),
     ],
 )
 def test_bad_input_is_refused_and_creates_nothing(
