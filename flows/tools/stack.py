@@ -48,9 +48,9 @@ def serve_deployments(settings: Settings) -> None:
         next(d for d in served if d.name == "scheduled-export").apply()
         counts = prefect_schedules.sync(client, ScheduleStore(url).all())
         print(f"scheduled exports mirrored in Prefect: {counts}", flush=True)
-    # A slot each for cleanup and reconcile beside the exports: a crash is resumed even
-    # while every export slot is taken.
-    serve(*served, limit=settings.export_concurrency + 2)
+    # A slot each for cleanup, reconcile and a scheduled firing beside the exports: a crash
+    # is resumed, and a schedule fires, even while every export slot is taken.
+    serve(*served, limit=settings.export_concurrency + 3)
 
 
 def _url_host(host: str) -> str:
