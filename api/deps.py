@@ -68,6 +68,8 @@ def current_caller(
     token = credentials.credentials if credentials is not None else None
     caller = services.verifier.caller(f"Bearer {token}" if token else None)
     bind(userId=caller.user_id)  # the request's later log records name the user
+    # What a scheduled export of this user runs with later, when no token is at hand.
+    services.rt.permissions.seen(caller.user_id, caller.permissions or frozenset())
     return caller
 
 

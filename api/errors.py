@@ -79,6 +79,8 @@ STATUS: list[tuple[type[errors.ExportflowError], int]] = [
     (errors.PermissionDenied, 403),
     (InvalidLink, 403),
     (errors.JobNotFound, 404),
+    (errors.ScheduleNotFound, 404),
+    (errors.TooManySchedules, 409),
     (NotReady, 409),
     (Gone, 410),
     (errors.LimitExceeded, 429),
@@ -89,6 +91,7 @@ STATUS: list[tuple[type[errors.ExportflowError], int]] = [
     (errors.StorageUnavailable, 503),
     (AuthUnavailable, 503),
     (PrefectUnavailable, 503),
+    (errors.OrchestratorUnavailable, 503),
 ]
 
 # The part a 503 names, so that a client (and an operator) knows what is down.
@@ -97,6 +100,7 @@ PARTS = {
     errors.StorageUnavailable: "storage",
     AuthUnavailable: "key set",
     PrefectUnavailable: "orchestrator",
+    errors.OrchestratorUnavailable: "orchestrator",
 }
 
 

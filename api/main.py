@@ -14,7 +14,7 @@ from api.auth import TokenVerifier
 from api.body_limit import BodyLimit
 from api.deps import Services
 from api.page import mount_page
-from api.routes import dev, downloads, exports, health, modules, preview, submit
+from api.routes import dev, downloads, exports, health, modules, preview, schedules, submit
 from api.routes import metrics as metrics_route
 from api.runs import Orchestrator
 from flows.control.database import database_url
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", logs.HEADER],
             # A browser script may read the saved file's name only when it is exposed.
             expose_headers=["Content-Disposition", "Location", "Retry-After", logs.HEADER],
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     # Added last, so outermost: CORS answers (preflights too) also carry the request id.
     app.add_middleware(logs.RequestContext)
     errors.install(app)
-    routes = [health, metrics_route, modules, exports, preview, submit, downloads]
+    routes = [health, metrics_route, modules, exports, preview, submit, downloads, schedules]
     # Tokens for the asking only on a development machine: elsewhere the path is a 404.
     for module in routes + ([dev] if settings.env == "development" else []):
         app.include_router(module.router)

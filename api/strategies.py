@@ -25,7 +25,7 @@ from flows.datapath.engine import ExportResult, count_rows, export
 from flows.datapath.notify import check_notify
 from flows.datapath.request import ExportPlan, ExportRequest, plan_export
 from flows.datapath.writers import file_extension
-from flows.orchestration.submit import submit_and_attach
+from flows.orchestration.submit import submit_background
 
 log = logging.getLogger("api")
 
@@ -208,10 +208,5 @@ async def stream_body(services: Services, plan: ExportPlan, job: Job) -> AsyncIt
 
 
 def submit(services: Services, job: Job, total: int) -> None:
-    """Record the count and hand the job to Prefect; a failed hand-over is left to the
-    reconciler, which submits background jobs without a run after a grace period."""
-    services.jobs.set_total(job.id, job.attempt, total)
-    try:
-        submit_and_attach(services.jobs, job)
-    except Exception as exc:
-        log.warning("export %s not submitted yet (the reconciler will): %r", job.id, exc)
+    """Record the count and hand the job to Prefect (the reconciler retries a failure)."""
+    submit_background(services.jobs, job, total)

@@ -6,6 +6,7 @@ import * as form from "./form.js";
 import { rows, STRATEGY } from "./format.js";
 import * as history from "./history.js";
 import * as job from "./job.js";
+import * as schedules from "./schedules.js";
 
 const $ = (id) => document.getElementById(id);
 const PREVIEW_DELAY_MS = 400;
@@ -37,7 +38,7 @@ async function devTokenOffered() {
 }
 
 async function showSignIn(message) {
-  for (const id of ["exporter", "job", "history", "sign-out"]) $(id).hidden = true;
+  for (const id of ["exporter", "job", "history", "schedules", "sign-out"]) $(id).hidden = true;
   $("signin").hidden = false;
   $("token-error").textContent = message || "";
   $("token-error").hidden = !message;
@@ -76,6 +77,7 @@ async function start() {
   $("signin").hidden = true;
   $("exporter").hidden = false;
   $("history").hidden = false;
+  schedules.show(false);
   $("sign-out").hidden = false;
   if (catalogue.modules.length === 0) {
     form.showError("module", "Your access permits no module to export.");
@@ -86,6 +88,7 @@ async function start() {
   changeModule();
   announce("Signed in.");
   $("module").focus();
+  schedules.refresh();
   const items = await history.refresh();
   // An export still running when the page was reloaded is picked up again.
   const active = items.find((j) => j.status === "pending" || j.status === "processing");
@@ -198,6 +201,24 @@ async function submit(event) {
   }
 }
 
+// The dialog's export, saved to run on a timetable instead of now.
+async function saveSchedule() {
+  const { body, problems } = form.readOptions(catalogue.limits);
+  form.showProblems(problems);
+  if (Object.keys(problems).length) {
+    announce("The schedule was not saved: correct the marked fields.");
+    focusFirstError();
+    return;
+  }
+  const button = $("schedule-button");
+  button.disabled = true;
+  try {
+    await schedules.save($("module").value, body);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // --- Wiring -----------------------------------------------------------------------------
 
 function init() {
@@ -218,8 +239,13 @@ function init() {
     showSignIn("You are signed out.");
   });
   $("module").addEventListener("change", changeModule);
-  $("export-form").addEventListener("input", schedulePreview);
-  $("export-form").addEventListener("change", (e) => e.target.id !== "module" && schedulePreview());
+  // The schedule's own fields change nothing the preview counts.
+  const counted = (e) => !e.target.closest("#schedule-field");
+  $("export-form").addEventListener("input", (e) => counted(e) && schedulePreview());
+  $("export-form").addEventListener(
+    "change",
+    (e) => e.target.id !== "module" && counted(e) && schedulePreview(),
+  );
   $("export-form").addEventListener("submit", submit);
   $("cols-all").addEventListener("click", () => (form.setAllColumns(true), schedulePreview()));
   $("cols-none").addEventListener("click", () => (form.setAllColumns(false), schedulePreview()));
@@ -227,6 +253,15 @@ function init() {
   const own = Intl.DateTimeFormat().resolvedOptions().timeZone;
   const zone = own && own !== "Etc/Unknown" ? own : "UTC";
   $("timezone").value = zone;
+  $("schedule-zone").value = zone;
+  $("schedule-button").addEventListener("click", saveSchedule);
+  // Enter in a schedule field saves the schedule; it must not start an export now.
+  $("schedule-field").addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" || e.target.tagName !== "INPUT") return;
+    e.preventDefault();
+    saveSchedule();
+  });
+  schedules.setup({ announce });
   const zones = Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : [zone];
   $("zones").replaceChildren(...zones.map((z) => new Option(z, z)));
   job.setup({ announce, changed: () => history.refresh() });

@@ -36,6 +36,7 @@ def admit(
     options: dict[str, Any],
     limits: Limits,
     key: str | None = None,
+    schedule_id: str | None = None,
 ) -> tuple[Job, bool]:
     """(job, created): the user's job of `key` from the last 24 h if any, else a new pending
     job once the limits allow it (RateLimited or TooManyActive otherwise)."""
@@ -66,7 +67,7 @@ def admit(
             )
         _check(conn, user_id, strategy, limits)
         module, fmt = options["module"], options.get("format", "csv")
-        job = insert_job(cur, user_id, module, fmt, strategy, options, key, holder)
+        job = insert_job(cur, user_id, module, fmt, strategy, options, key, holder, schedule_id)
         return job, True
 
 

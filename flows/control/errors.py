@@ -128,6 +128,18 @@ class UnknownRelation(InvalidRequest):
     code = "unknown_relation"
 
 
+class InvalidCron(InvalidRequest):
+    """A schedule's cron is not five fields of minute, hour, day, month and weekday."""
+
+    code = "invalid_cron"
+
+
+class CronTooFrequent(InvalidRequest):
+    """A schedule's cron fires more often than the configured minimum interval allows."""
+
+    code = "cron_too_frequent"
+
+
 class IdempotencyKeyReused(InvalidRequest):
     """An Idempotency-Key already named a different request of the same user."""
 
@@ -144,6 +156,31 @@ class PermissionDenied(ExportflowError):
     """The caller may not read this module."""
 
     code = "permission_denied"
+
+
+class PermissionRevoked(PermissionDenied):
+    """A schedule's owner no longer holds the permission its export needs."""
+
+    code = "permission_revoked"
+
+
+class TooManySchedules(ExportflowError):
+    """The user already has as many schedules as allowed."""
+
+    code = "too_many_schedules"
+
+
+class ScheduleNotFound(ExportflowError):
+    """No schedule with that id belongs to the caller."""
+
+    code = "schedule_not_found"
+
+
+class OrchestratorUnavailable(ExportflowError):
+    """Prefect could not be reached to change a schedule."""
+
+    code = "orchestrator_unavailable"
+    transient = True
 
 
 class LimitExceeded(ExportflowError):

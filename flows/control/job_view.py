@@ -63,6 +63,7 @@ class ExportStatus(Camel):
     expires_at: datetime | None
     error: JobError | None
     notifications: list[NotificationStatus] = []
+    schedule_id: uuid.UUID | None = None  # the scheduled export that started it
 
 
 def status_view(
@@ -99,6 +100,7 @@ def status_view(
         expires_at=job.expires_at,
         error=error,
         notifications=notification_statuses(job),
+        schedule_id=job.schedule_id,
     )
 
 

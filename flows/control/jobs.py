@@ -52,6 +52,7 @@ class Job:
     idempotency_key: str | None = None  # the client's Idempotency-Key, when it sent one
     holder: int | None = None  # direct and stream: the lease of the API process running it
     notifications: list[dict[str, Any]] | None = None  # delivery attempts, oldest first
+    schedule_id: uuid.UUID | None = None  # the scheduled export that started it, if any
 
 
 _COLUMNS = ", ".join(f.name for f in fields(Job))
@@ -72,11 +73,12 @@ class JobStore:
             return cur.execute(sql, params).fetchall()
 
     def create(
-        self, user_id: str, module: str, fmt: str, strategy: str, options: dict[str, Any]
-    ) -> Job:
+        self, user_id: str, module: str, fmt: str, strategy: str, options: dict[str, Any],
+        schedule_id: str | None = None,
+    ) -> Job:  # fmt: skip
         """A new pending job for a validated request."""
         with pooled(self.url) as conn, conn.cursor(row_factory=class_row(Job)) as cur:
-            return insert_job(cur, user_id, module, fmt, strategy, options)
+            return insert_job(cur, user_id, module, fmt, strategy, options, schedule_id=schedule_id)
 
     def get(self, job_id: uuid.UUID | str) -> Job | None:
         """The job, or None."""
@@ -275,15 +277,16 @@ class JobStore:
 
 def insert_job(
     cur, user_id: str, module: str, fmt: str, strategy: str, options: dict,
-    key: str | None = None, holder: int | None = None,
+    key: str | None = None, holder: int | None = None, schedule_id: str | None = None,
 ) -> Job:  # fmt: skip
     """Insert a new pending job through `cur` (a Job-row cursor), in the caller's transaction."""
     return cur.execute(
         f"INSERT INTO export_jobs"
-        f" (id, user_id, module, format, strategy, options, idempotency_key, holder)"
-        f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-        (uuid.uuid4(), user_id, module, fmt, strategy, json.dumps(options), key, holder),
-    ).fetchone()
+        f" (id, user_id, module, format, strategy, options, idempotency_key, holder, schedule_id)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+        (uuid.uuid4(), user_id, module, fmt, strategy, json.dumps(options), key, holder,
+         schedule_id),
+    ).fetchone()  # fmt: skip
 
 
 def _is_uuid(text: str) -> bool:

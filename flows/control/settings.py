@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     max_active_background: int = Field(
         3, ge=1, description="Background exports a user may have pending or processing."
     )
+    schedule_min_interval_seconds: int = Field(
+        300, ge=60, description="Shortest time between two runs of a scheduled export."
+    )
+    max_schedules_per_user: int = Field(10, ge=0, description="Scheduled exports per user.")
     link_expiry_seconds: int = Field(24 * 3600, ge=1)
     max_selected_ids: int = Field(10_000, ge=1)
     max_filters: int = Field(20, ge=0, description="Filters in one request.")

@@ -9,13 +9,20 @@ from flows.orchestration.automations import reconcile_trigger
 from flows.orchestration.cleanup_flow import cleanup_flow
 from flows.orchestration.export_flow import export_flow
 from flows.orchestration.reconcile import reconcile_flow
+from flows.orchestration.scheduled_flow import scheduled_export
 
-NAMES = ("export/export", "cleanup/cleanup", "reconcile/reconcile")
+NAMES = (
+    "export/export",
+    "cleanup/cleanup",
+    "reconcile/reconcile",
+    "scheduled-export/scheduled-export",
+)
 
 
 def deployments(settings: Settings) -> list:
-    """export (concurrency-limited), cleanup (cron) and reconcile (on an export's crash),
-    by module path so they load from any working directory."""
+    """export (concurrency-limited), cleanup (cron), reconcile (on an export's crash) and
+    scheduled-export (the users' schedules), by module path so they load from any working
+    directory."""
     by_module = EntrypointType.MODULE_PATH
     return [
         export_flow.to_deployment(
@@ -35,5 +42,12 @@ def deployments(settings: Settings) -> list:
             triggers=[reconcile_trigger()],
             entrypoint_type=by_module,
             description="Resubmits crashed exports at once; started by their Crashed event.",
+        ),
+        # No schedules given: re-applying keeps the users' (they all carry slugs), which
+        # prefect_schedules.sync then checks against export_schedules.
+        scheduled_export.to_deployment(
+            name="scheduled-export",
+            entrypoint_type=by_module,
+            description="One firing of a user's scheduled export (parameter: schedule_id).",
         ),
     ]

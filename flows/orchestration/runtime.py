@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from flows.control.database import database_url
 from flows.control.jobs import Job, JobStore
+from flows.control.permissions import PermissionStore
 from flows.control.registry import Registry, load_checked_registry
+from flows.control.schedules import ScheduleStore
 from flows.control.settings import Settings, get_settings
 from flows.control.storage import Storage
 from flows.datapath.request import ExportPlan, ExportRequest, plan_export
@@ -32,6 +34,16 @@ class Runtime:
     def source_url(self) -> str:
         """Where rows are read: the read replica when one is configured."""
         return self.settings.read_database_url or self.url
+
+    @cached_property
+    def schedules(self) -> ScheduleStore:
+        """The scheduled exports."""
+        return ScheduleStore(self.url)
+
+    @cached_property
+    def permissions(self) -> PermissionStore:
+        """Each user's permissions as last seen (kept: it remembers its last writes)."""
+        return PermissionStore(self.url)
 
     def plan(self, job: Job) -> ExportPlan:
         """The job's stored request, planned again against the registry."""

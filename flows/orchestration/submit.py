@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from prefect.deployments import run_deployment
 
 from flows.control.jobs import Job
 
 EXPORT_DEPLOYMENT = "export/export"
+
+log = logging.getLogger("exportflow.submit")
 
 
 def submit_job(job: Job, as_subflow: bool = False) -> str:
@@ -30,3 +34,14 @@ def submit_and_attach(jobs, job: Job) -> str:
     run_id = submit_job(job)
     jobs.attach_run(job.id, job.attempt, run_id)
     return run_id
+
+
+def submit_background(jobs, job: Job, total: int) -> None:
+    """Record the count and hand a new background job to Prefect (the API's and a
+    schedule's way alike); a failed hand-over is left to the reconciler, which submits
+    background jobs without a run after a grace period."""
+    jobs.set_total(job.id, job.attempt, total)
+    try:
+        submit_and_attach(jobs, job)
+    except Exception as exc:
+        log.warning("export %s not submitted yet (the reconciler will): %r", job.id, exc)

@@ -28,21 +28,29 @@ API_MODULE = "api.main"
 
 
 def serve_deployments(settings: Settings) -> None:
-    """Serve `export` (concurrency-limited), `cleanup` (cron) and `reconcile` (on an
-    export's crash) until SIGTERM or Ctrl-C, with the automation that crashes silent runs."""
+    """Serve `export` (concurrency-limited), `cleanup` (cron), `reconcile` (on an export's
+    crash) and `scheduled-export` until SIGTERM or Ctrl-C, with the automation that crashes
+    silent runs, after bringing Prefect's copy of the users' schedules up to date."""
     from prefect import serve
     from prefect.client.orchestration import get_client
 
     from flows.control.bootstrap import bootstrap
+    from flows.control.schedules import ScheduleStore
+    from flows.orchestration import prefect_schedules
     from flows.orchestration.automations import ensure_zombie_automation
     from flows.orchestration.deployments import deployments
 
-    bootstrap(settings)  # fail fast on a bad database or datasets file
+    url, _ = bootstrap(settings)  # fail fast on a bad database or datasets file
+    served = deployments(settings)
     with get_client(sync_client=True) as client:
         ensure_zombie_automation(client)
-    # A slot each for cleanup and reconcile beside the exports: a crash is resumed even
-    # while every export slot is taken.
-    serve(*deployments(settings), limit=settings.export_concurrency + 2)
+        # export_schedules is the truth: a new or wiped Prefect database gets them back.
+        next(d for d in served if d.name == "scheduled-export").apply()
+        counts = prefect_schedules.sync(client, ScheduleStore(url).all())
+        print(f"scheduled exports mirrored in Prefect: {counts}", flush=True)
+    # A slot each for cleanup, reconcile and a scheduled firing beside the exports: a crash
+    # is resumed, and a schedule fires, even while every export slot is taken.
+    serve(*served, limit=settings.export_concurrency + 3)
 
 
 def _url_host(host: str) -> str:
@@ -122,6 +130,9 @@ def children(
     # A run parked at the export limit retries its slot every this many seconds (Prefect's
     # default is 30), so a queued export is not left waiting long after a slot frees.
     server_env.setdefault("PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS", "1")
+    # Changing any user's schedule drops the deployment's planned runs until the scheduler's
+    # next pass (Prefect's default: every 60 s); a shorter pass misses fewer firings.
+    server_env.setdefault("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "10")
     host, port = settings.prefect_host, str(settings.prefect_port)
     python = [sys.executable, "-m"]
     parts = [

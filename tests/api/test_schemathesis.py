@@ -24,6 +24,7 @@ from flows.control.registry import load_registry
 from flows.control.settings import DEMO_DATASETS
 from flows.control.settings import get_settings as cached_settings
 from flows.orchestration.export_flow import export_flow
+from flows.orchestration.scheduled_flow import scheduled_export
 from tests.api.conftest import JWT_SECRET, SECRET, LoopbackServer
 
 CHECKS = [
@@ -85,8 +86,10 @@ def api_settings(api_settings, limits):
 
 @pytest.fixture
 def server(harness, create_app, api_settings, rt):
-    """The app under uvicorn; background jobs go to the test harness, where nothing runs them."""
+    """The app under uvicorn; background jobs go to the test harness, where nothing runs them,
+    and saved schedules hang on a deployment nothing serves."""
     export_flow.to_deployment(name="export").apply()
+    scheduled_export.to_deployment(name="scheduled-export").apply()
     with LoopbackServer(create_app(api_settings, rt=rt)) as srv:
         yield srv
 

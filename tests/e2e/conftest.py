@@ -117,7 +117,13 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
+def stack_env() -> dict[str, str]:
+    """More environment for a module's `exportflow up` (none unless the module says)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]):
     """`exportflow up` against the test database, a temporary data dir and free ports."""
     data = tmp_path_factory.mktemp("stack")
     prefect_port, api_port = free_port(), free_port()
@@ -138,6 +144,7 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory):
         EXPORTFLOW_PREFECT_PORT=str(prefect_port),
         EXPORTFLOW_API_PORT=str(api_port),
     )
+    env.update(stack_env)
     log = data / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
