@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.control.errors import ScheduleNotFound
+from flows.control.errors import ScheduleNotFound, WebhookHostNotAllowed
 from flows.datapath.access import Caller
 from flows.datapath.request import ExportRequest
 from flows.orchestration import prefect_schedules
@@ -36,7 +36,7 @@ def owner(rt, request) -> Caller:
 
 def save(rt, owner, name="Nightly products", **request) -> object:
     req = ExportRequest(module="products", columns=["id", "sku"], **request)
-    return create_schedule(rt, owner, name, "0 3 * * *", "UTC", req, {"webhook": "x"})
+    return create_schedule(rt, owner, name, "0 3 * * *", "UTC", req)
 
 
 def mirror(deployment_id, schedule_id):
@@ -118,3 +118,18 @@ def test_reapplying_the_deployments_keeps_schedules_and_sync_restores_lost_ones(
         assert prefect_schedules.sync(client, rt.schedules.all()) == dict.fromkeys(
             ("created", "updated", "deleted"), 0
         )
+
+
+def test_a_schedules_notify_is_checked_when_saved_and_rides_on_each_job(
+    rt, owner, deployment_id, monkeypatch
+):
+    monkeypatch.setattr(rt.settings, "webhook_allowed_hosts", ["hooks.example.com"])
+    req = ExportRequest(module="products", columns=["id"])
+    hook = {"webhook": "https://hooks.example.com/done"}
+    schedule = create_schedule(rt, owner, "Hooked", "0 3 * * *", "UTC", req, hook)
+    state = scheduled_export(str(schedule.id), return_state=True)
+    job = rt.jobs.get(state.result())
+    assert job.options["notify"] == {"email": False, "webhook": hook["webhook"], "address": None}
+    with pytest.raises(WebhookHostNotAllowed):
+        create_schedule(rt, owner, "Elsewhere", "0 3 * * *", "UTC", req,
+                        {"webhook": "https://elsewhere.example.org/x"})  # fmt: skip
