@@ -87,7 +87,9 @@ def ensure_database(server_url: str, rows: int, name: str | None = None) -> str:
         have = None
         if conn.execute("SELECT to_regclass('public.products')").fetchone()[0]:
             have = conn.execute("SELECT count(*) FROM products").fetchone()[0]
-        if have != rows:
+        # A database seeded before the demo gained a table is seeded again.
+        linked = conn.execute("SELECT to_regclass('public.product_tags')").fetchone()[0]
+        if have != rows or not linked:
             log(f"seeding {rows:,} products into {name} (had {have})")
             started = time.monotonic()
             seed(url, rows=rows)

@@ -63,6 +63,9 @@ def main() -> int:
                     sys.exit("the exports did not finish within 30 minutes")
                 time.sleep(0.5)
             with get_client(sync_client=True) as client:
+                # A job is recorded completed a moment before its run reports Completed.
+                while not all(client.read_flow_run(r).state.is_final() for r in runs):
+                    time.sleep(0.5)
                 history = {r: client.read_flow_run_states(r) for r in runs}
     finally:
         stack.send_signal(signal.SIGTERM)

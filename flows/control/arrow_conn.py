@@ -7,6 +7,7 @@ needs four calls of it, which this module makes on `adbc_driver_manager` directl
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Sequence
 
@@ -18,6 +19,14 @@ import pyarrow as pa
 # instead of waiting for it: what the DB-API layer does around every call.
 from adbc_driver_manager._lib import _blocking_call
 from adbc_driver_manager._reader import AdbcRecordBatchReader
+
+
+def _text(value: str) -> pa.StringArray:
+    """A one-value text array, built from its buffers: `pa.array` and `pa.record_batch`
+    first ask whether their input is a pandas object, which imports pandas."""
+    data = value.encode()
+    offsets = pa.py_buffer(struct.pack("<ii", 0, len(data)))
+    return pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data))
 
 
 class _Database:
@@ -73,8 +82,7 @@ class ArrowConnection:
             stmt.set_sql_query(sql)
             if params:
                 names = [f"p{i}" for i in range(len(params))]
-                batch = pa.record_batch([pa.array([p], pa.string()) for p in params], names)
-                stmt.bind(batch)
+                stmt.bind(pa.RecordBatch.from_arrays([_text(p) for p in params], names=names))
             handle, _ = _blocking_call(stmt.execute_query, (), {}, stmt.cancel)
             reader = AdbcRecordBatchReader._import_from_c(handle.address)
             try:

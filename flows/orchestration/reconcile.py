@@ -14,6 +14,7 @@ from flows.control.jobs import Job
 from flows.control.lease import end_interrupted
 from flows.orchestration.export_flow import RETRY_DELAYS, retry_if_transient, stopped_by_shutdown
 from flows.orchestration.job_run import end_job
+from flows.orchestration.notify_task import notify
 from flows.orchestration.runtime import runtime
 from flows.orchestration.submit import submit_and_attach
 
@@ -61,7 +62,11 @@ def _reconcile_one(rt, client, job: Job, max_attempts: int) -> str | None:
         return "resubmitted"
     status, code, message = _ENDINGS[action]
     message = message.format(n=max_attempts + 1)
-    return status if end_job(rt, str(job.id), status, code, message) else None
+    if not end_job(rt, str(job.id), status, code, message):
+        return None
+    # Its run is gone, so the job's notifications are sent from here (in this task).
+    notify(rt, str(job.id), as_tasks=False)
+    return status
 
 
 def legacy_after_seconds(settings) -> float:

@@ -6,14 +6,15 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from prefect.states import Cancelled
+from prefect.states import Cancelled, Crashed
 from pydantic import SecretStr
 
 from flows.control.job_view import final_view, notification_statuses
 from flows.control.webhooks import SIGNATURE_HEADER, verify
 from flows.orchestration import export_flow as export_module
 from flows.orchestration.export_flow import export_flow
-from tests.flows.helpers import new_job, task_runs
+from flows.orchestration.reconcile import reconcile_flow
+from tests.flows.helpers import ended_run, new_job, set_row, task_runs
 
 SECRET = "whsec-flow-test"
 ADDRESS = "ann@example.com"
@@ -137,3 +138,16 @@ def test_a_cancelled_run_notifies_from_its_cancellation_hook(rt, notifying, webh
     # Cancelling again ends nothing, so nothing is sent twice.
     export_module._on_cancellation(export_flow, run, Cancelled(message="by the user"))
     assert len(webhook_receiver.received) == 1
+
+
+def test_a_job_the_reconciler_gives_up_on_is_notified(rt, notifying, webhook_receiver):
+    job = new_job(rt, notify={"webhook": webhook_receiver.url()})
+    run = ended_run(job, Crashed(message="killed"))
+    attempts = rt.settings.max_resume_attempts
+    set_row(rt, job.id, "flow_run_id = %s, attempt = %s", str(run.id), attempts)
+    assert reconcile_flow()["failed"] == 1
+    [got] = webhook_receiver.received
+    assert verify(got.body, got.headers[SIGNATURE_HEADER], SECRET)
+    assert got.json()["event"] == "export.failed"
+    assert got.json()["job"]["error"]["code"] == "crashed"
+    assert channels(rt.jobs.get(job.id))["webhook"] == ("delivered", 1, None)
