@@ -116,6 +116,20 @@ class Stack:
         return self.proc.wait(timeout)
 
 
+def settle_earlier_tests(db_url: str) -> None:
+    """End what earlier test modules left on the shared test database: their background
+    jobs never handed to Prefect (a stack's first reconcile would submit them all, ahead of
+    the module's own runs, and fill the export slots) and their schedules (its serve would
+    mirror them into Prefect and fire them)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE export_jobs SET status = 'cancelled', error_code = 'cancelled',"
+            " error = 'left by an earlier test module', finished_at = now()"
+            " WHERE status IN ('pending', 'processing')"
+        )
+        conn.execute("DELETE FROM export_schedules")
+
+
 @pytest.fixture(scope="module")
 def stack_env() -> dict[str, str]:
     """More environment for a module's `exportflow up` (none unless the module says)."""
@@ -127,6 +141,7 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory, stack_env: dict
     """`exportflow up` against the test database, a temporary data dir and free ports."""
     data = tmp_path_factory.mktemp("stack")
     prefect_port, api_port = free_port(), free_port()
+    settle_earlier_tests(db_url)
     # A Prefect database of this module's stack alone: a later stack on the same test
     # database must not inherit the scheduled cleanup runs an earlier one left, which its
     # `serve` would start, late, beside the tests' own runs.

@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Crashed
 
 from tests.e2e.cluster import RATE_LIMIT, WORKERS, Cluster, start_cluster
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import settle_earlier_tests, wait_for
 from tests.flows.helpers import reference
 
 # Prefect's server on PostgreSQL needs pg_trgm, which the embedded server lacks.
@@ -29,6 +29,7 @@ EXPORTS = 10
 @pytest.fixture(scope="module")
 def cluster(db_url, s3_server, tmp_path_factory):
     """The script's cluster; afterwards, no process of it may be left running."""
+    settle_earlier_tests(db_url)
     c = start_cluster(db_url, s3_server, tmp_path_factory.mktemp("cluster"))
     print(f"\ncluster up in {c.startup_seconds:.1f} s")
     try:
