@@ -108,7 +108,10 @@ def test_the_server_serves_the_document_under_test(server):
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
-    # No example database: every run explores afresh instead of replaying earlier ones.
+    # The same examples on every run: the recursive filter groups (any/all) sometimes make
+    # the generator give up on an operation ("Cannot generate an array with 1 demanded
+    # elements"), which must not fail a build at random.
+    derandomize=True,
     database=None,
     # One server per operation, shared by its examples on purpose: the limits count across them.
     suppress_health_check=[HealthCheck.function_scoped_fixture],
