@@ -30,6 +30,8 @@ from flows.datapath.request import ExportPlan
 from flows.datapath.writers import make_writer, zipped_csv
 
 _COPY_BLOCK = 8 * 2**20
+# Rows the XLSX writer encodes at a time at assembly.
+_ENCODE_ROWS = 10_000
 # Bump when the bytes a chunk file holds change for the same plan and settings.
 CHUNK_FORMAT = 4
 _WRITER_SETTINGS = ("chunk_rows", "chunk_bytes", "first_chunk_rows", "gzip_level")
@@ -100,7 +102,8 @@ class ChunkFiles:
                 else:
                     buf = io.BytesIO()
                     df.write_ipc(buf, compression="lz4")
-                    f.write(buf.tell().to_bytes(8, "little") + buf.getvalue())
+                    f.write(buf.tell().to_bytes(8, "little"))
+                    f.write(buf.getbuffer())
                 del df  # not held while the next range is read
         return rows
 
@@ -221,7 +224,10 @@ def assemble(
                     current = rp.name
                 rows += chunk["rows"]
                 for df in files.frames(chunk["index"], section):
-                    writer.write(df)
+                    # Encoded a slice at a time: the assembler's cells beside two readers'
+                    # ranges would otherwise take a third range's memory.
+                    for part in df.iter_slices(_ENCODE_ROWS):
+                        writer.write(part)
             for rp in later:
                 writer.add_sheet(rp.title, rp.columns)
             writer.close()

@@ -39,6 +39,7 @@ def serve_deployments(settings: Settings) -> None:
     from flows.orchestration import prefect_schedules
     from flows.orchestration.automations import ensure_zombie_automation
     from flows.orchestration.deployments import deployments
+    from flows.orchestration.process_env import apply_flow_run_env
 
     url, _ = bootstrap(settings)  # fail fast on a bad database or datasets file
     served = deployments(settings)
@@ -48,6 +49,7 @@ def serve_deployments(settings: Settings) -> None:
         next(d for d in served if d.name == "scheduled-export").apply()
         counts = prefect_schedules.sync(client, ScheduleStore(url).all())
         print(f"scheduled exports mirrored in Prefect: {counts}", flush=True)
+    apply_flow_run_env()  # inherited by every flow-run process `serve` starts
     # A slot each for cleanup, reconcile and a scheduled firing beside the exports: a crash
     # is resumed, and a schedule fires, even while every export slot is taken.
     serve(*served, limit=settings.export_concurrency + 3)

@@ -36,6 +36,7 @@ from flows.orchestration.automations import (
     reconcile_trigger,
 )
 from flows.orchestration.checkpoint import job_temp_prefix
+from flows.orchestration.process_env import FLOW_RUN_ENV
 from flows.orchestration.submit import submit_and_attach, submit_job
 from tests.e2e.conftest import CHUNKS, wait_for
 from tests.flows.helpers import new_job, reference, stored
@@ -124,6 +125,8 @@ def test_killed_flow_run_is_resumed_by_its_crashed_event_to_the_identical_file(s
     wait_for("half the rows", lambda: rt.jobs.get(job.id).processed_rows >= 1000, 60, 0.02)
     # A run's own process yields the CPU to the API and to runs starting; `up` is not.
     assert (victim.nice(), psutil.Process(stack.proc.pid).nice()) == (10, 0)
+    # ... and runs with the allocators that give freed memory back (process_env.py).
+    assert FLOW_RUN_ENV.items() <= victim.environ().items()
     victim.kill()  # SIGKILL: no hook, no state change from the run itself
     killed = time.monotonic()
     victim.wait(10)  # not our child: psutil cannot report its exit status

@@ -19,6 +19,7 @@ from flows.orchestration.automations import (
     zombie_automation,
 )
 from flows.orchestration.deployments import NAMES, deployments
+from flows.orchestration.process_env import FLOW_RUN_ENV
 
 PREFECT_YAML = Path(__file__).resolve().parents[3] / "prefect.yaml"
 
@@ -31,9 +32,9 @@ def test_workers_get_the_deployments_and_trigger_serve_gets(settings):
     (trigger,) = next(d["triggers"] for d in declared if d["name"] == "reconcile")
     assert DeploymentEventTrigger.model_validate(trigger) == reconcile_trigger()
     assert [t.name for d in served for t in d.triggers] == [reconcile_trigger().name]
-    for d in declared:  # heartbeats whatever the worker's environment
-        env = d["job_variables"]["env"]
-        assert env == {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}, d["name"]
+    for d in declared:  # heartbeats and allocators whatever the worker's environment
+        assert d["job_variables"]["env"] == FLOW_RUN_ENV, d["name"]
+    assert FLOW_RUN_ENV["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(HEARTBEAT_SECONDS)
 
 
 def test_zombie_automation_is_created_once_and_kept_current(harness):
