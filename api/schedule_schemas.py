@@ -10,6 +10,7 @@ from pydantic import Field
 
 from api.options import ExportOptions, Strict
 from api.schemas import Body, JobError
+from flows.control.job_view import from_row, row_error
 from flows.control.schedules import Schedule
 
 CRON_DOC = "Five fields: minute hour day-of-month month day-of-week, e.g. `0 6 * * 1-5`."
@@ -64,20 +65,7 @@ class ScheduleList(Body):
 
 def schedule_view(schedule: Schedule, next_run_at: datetime | None) -> ScheduleView:
     """The view of a schedule row."""
-    error = None
-    if schedule.error_code:
-        error = JobError(code=schedule.error_code, message=schedule.error or "")
-    return ScheduleView(
-        id=schedule.id,
-        name=schedule.name,
-        module=schedule.module,
-        cron=schedule.cron,
-        timezone=schedule.timezone,
-        active=schedule.active,
-        next_run_at=next_run_at,
-        request=schedule.options,
-        notify=schedule.notify,
-        error=error,
-        created_at=schedule.created_at,
-        updated_at=schedule.updated_at,
+    error = row_error(schedule.error_code, schedule.error)
+    return from_row(
+        ScheduleView, schedule, next_run_at=next_run_at, request=schedule.options, error=error
     )

@@ -3,6 +3,7 @@
 import { call, json } from "./api.js";
 import { saveJob } from "./download.js";
 import * as fmt from "./format.js";
+import { actionButton, cell } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 3000;
@@ -40,28 +41,8 @@ function tick() {
   else refresh();
 }
 
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  return td;
-}
-
-function button(text, label, onclick) {
-  const b = Object.assign(document.createElement("button"), { type: "button", textContent: text });
-  b.className = "secondary";
-  b.setAttribute("aria-label", label);
-  b.addEventListener("click", async () => {
-    b.disabled = true;
-    try {
-      await onclick();
-    } catch (err) {
-      if (err.status !== 401) $("history-error").textContent = `${err.message} [${err.code}]`;
-    } finally {
-      b.disabled = false;
-    }
-  });
-  return b;
-}
+const button = (text, label, onclick) =>
+  actionButton(text, label, () => $("history-error"), onclick);
 
 function render(items) {
   $("history-empty").hidden = items.length > 0;

@@ -2,6 +2,7 @@
 
 import { call, json } from "./api.js";
 import * as fmt from "./format.js";
+import { actionButton, cell } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
 let announce = () => {};
@@ -65,28 +66,8 @@ export async function refresh() {
   return items;
 }
 
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  return td;
-}
-
-function button(text, label, onclick) {
-  const b = Object.assign(document.createElement("button"), { type: "button", textContent: text });
-  b.className = "secondary";
-  b.setAttribute("aria-label", label);
-  b.addEventListener("click", async () => {
-    b.disabled = true;
-    try {
-      await onclick();
-    } catch (err) {
-      if (err.status !== 401) $("schedules-error").textContent = `${err.message} [${err.code}]`;
-    } finally {
-      b.disabled = false;
-    }
-  });
-  return b;
-}
+const button = (text, label, onclick) =>
+  actionButton(text, label, () => $("schedules-error"), onclick);
 
 function row(s) {
   const tr = document.createElement("tr");

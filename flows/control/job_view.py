@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -21,6 +21,9 @@ class Camel(BaseModel):
     """camelCase aliases; serialised by alias."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class JobError(Camel):
@@ -78,30 +81,29 @@ def status_view(
     eta = None
     if status == "processing" and rate and job.total_rows is not None:
         eta = max(0.0, (job.total_rows - job.processed_rows) / rate)
-    error = JobError(code=job.error_code, message=job.error or "") if job.error_code else None
-    return ExportStatus(
-        id=job.id,
-        module=job.module,
-        format=job.format,
-        strategy=job.strategy,
+    return from_row(
+        ExportStatus,
+        job,
         status=status,
         progress=progress,
-        processed_rows=job.processed_rows,
-        total_rows=job.total_rows,
         rows_per_second=round(rate, 1) if rate is not None else None,
         eta_seconds=round(eta, 1) if eta is not None else None,
         state_name=state_name,
         file_url=file_url if done else None,
-        file_bytes=job.file_bytes,
-        sha256=job.sha256,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        expires_at=job.expires_at,
-        error=error,
+        error=row_error(job.error_code, job.error),
         notifications=notification_statuses(job),
-        schedule_id=job.schedule_id,
     )
+
+
+def from_row(model: type[M], row: object, **derived: Any) -> M:
+    """`model` from the row's fields of the same names, and the `derived` ones."""
+    names = model.model_fields.keys() - derived.keys()
+    return model(**{n: getattr(row, n) for n in names if hasattr(row, n)}, **derived)
+
+
+def row_error(code: str | None, message: str | None) -> JobError | None:
+    """A row's stored error (code and message), if it has one."""
+    return JobError(code=code, message=message or "") if code else None
 
 
 def _progress(job: Job, done: bool) -> float | None:

@@ -28,10 +28,12 @@ from flows.datapath.engine import ExportResult, HashingSink
 from flows.datapath.relations import relation_plans
 from flows.datapath.request import ExportPlan
 from flows.datapath.writers import make_writer, zipped_csv
+from flows.datapath.writers.xlsx import BLOCK_ROWS
 
 _COPY_BLOCK = 8 * 2**20
-# Rows the XLSX writer encodes at a time at assembly.
-_ENCODE_ROWS = 10_000
+# Rows per stored frame: the assembler decodes one at a time beside the readers' ranges.
+# The XLSX writer's blocks, so a range's blocks are the same however it was stored.
+_FRAME_ROWS = BLOCK_ROWS
 # Bump when the bytes a chunk file holds change for the same plan and settings.
 CHUNK_FORMAT = 4
 _WRITER_SETTINGS = ("chunk_rows", "chunk_bytes", "first_chunk_rows", "gzip_level")
@@ -100,10 +102,11 @@ class ChunkFiles:
                 if writer is not None:
                     f.write(writer.encode(df))
                 else:
-                    buf = io.BytesIO()
-                    df.write_ipc(buf, compression="lz4")
-                    f.write(buf.tell().to_bytes(8, "little"))
-                    f.write(buf.getbuffer())
+                    for part in df.iter_slices(_FRAME_ROWS):
+                        buf = io.BytesIO()
+                        part.write_ipc(buf, compression="lz4")
+                        f.write(buf.tell().to_bytes(8, "little"))
+                        f.write(buf.getbuffer())
                 del df  # not held while the next range is read
         return rows
 
@@ -224,10 +227,7 @@ def assemble(
                     current = rp.name
                 rows += chunk["rows"]
                 for df in files.frames(chunk["index"], section):
-                    # Encoded a slice at a time: the assembler's cells beside two readers'
-                    # ranges would otherwise take a third range's memory.
-                    for part in df.iter_slices(_ENCODE_ROWS):
-                        writer.write(part)
+                    writer.write(df)
             for rp in later:
                 writer.add_sheet(rp.title, rp.columns)
             writer.close()

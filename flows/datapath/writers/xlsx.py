@@ -26,7 +26,6 @@ writer's `with` block, whichever comes first: a failed export leaves neither beh
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from typing import BinaryIO
@@ -94,6 +93,7 @@ class XlsxWriter:
         self.spool: Spool | None = None
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="exportflow-xlsx")
         self.pending: deque[Future[Segment]] = deque()
+        self.partial = bytearray()  # the XML of a block whose rows are not all in yet
 
     def _section(self, title: str, columns: list[Column]) -> None:
         """Start the rows of one table (the module's, or a related sheet's)."""
@@ -139,23 +139,37 @@ class XlsxWriter:
         self.zip.add_bytes("docProps/app.xml", parts.APP.encode())
 
     def write(self, df: pl.DataFrame) -> None:
-        """Add one chunk's rows, starting new sheets as they fill."""
+        """Add rows, starting new sheets as they fill. They are deflated in blocks of
+        `block_rows` counted from each sheet's first row, so the bytes depend only on the
+        rows, not on how they were split between calls: a block's start waits for the rest."""
         if self.widths is None and df.height:
             self.widths = sample_widths(df, self.labels)  # from the first rows only
         done = 0
         while done < df.height:
             in_sheet = self.rows % self.sheet_rows
-            if in_sheet == 0:
-                self._finish_sheet()
+            if self.spool is None or self.rows == (self.section_sheets + 1) * self.sheet_rows:
+                self._finish_sheet()  # the open sheet is full
                 self.spool = Spool()
-            take = min(df.height - done, self.sheet_rows - in_sheet)
-            for xml in self.blocks(df.slice(done, take), self.rows):
-                # Deflating (which releases the GIL) overlaps building the next block.
-                self.pending.append(self.pool.submit(deflate, xml))
-                while len(self.pending) > MAX_PENDING:
-                    self.spool.add(self.pending.popleft().result())
+            left = min(self.block_rows - in_sheet % self.block_rows, self.sheet_rows - in_sheet)
+            take = min(left, df.height - done)
+            top = in_sheet + (2 if self.header else 1)
+            xml = self.encoder.encode(df.slice(done, take), top)
             done += take
             self.rows += take
+            if take < left:
+                self.partial += xml
+            elif self.partial:
+                self.partial += xml
+                self._deflate(bytes(self.partial))
+                self.partial.clear()
+            else:
+                self._deflate(xml)
+
+    def _deflate(self, xml: bytes | memoryview) -> None:
+        """Deflate one block's XML; that (which releases the GIL) overlaps building the next."""
+        self.pending.append(self.pool.submit(deflate, xml))
+        while len(self.pending) > MAX_PENDING:
+            self.spool.add(self.pending.popleft().result())
 
     def add_sheet(self, title: str, columns: list[Column]) -> None:
         """Finish this table's last sheet; the rows written next go to sheet `title`, with
@@ -176,20 +190,6 @@ class XlsxWriter:
         self.zip.add_bytes("[Content_Types].xml", parts.content_types(count).encode())
         self.zip.finish()
 
-    # -- rows ---------------------------------------------------------------------
-
-    def blocks(self, df: pl.DataFrame, first: int) -> Iterator[memoryview]:
-        """The XML of `df`'s rows, block by block; `first` is the number of its first row
-        among all data rows (0-based), and all its rows lie on one sheet."""
-        top = first % self.sheet_rows + (2 if self.header else 1)
-        for at in range(0, df.height, self.block_rows):
-            yield self.encoder.encode(df.slice(at, self.block_rows), top + at)
-
-    def encode(self, df: pl.DataFrame, first: int) -> list[Segment]:
-        """The deflated segments of `df`'s rows (as `blocks`): they depend only on the
-        rows and `first`, so a chunk can be encoded again, or elsewhere, to the same bytes."""
-        return [deflate(xml) for xml in self.blocks(df, first)]
-
     # -- sheets -------------------------------------------------------------------
 
     def _last_row(self, data_rows: int) -> int:
@@ -199,6 +199,9 @@ class XlsxWriter:
         return f"A1:{self.last_col}{self._last_row(data_rows)}" if self.header else None
 
     def _last_sheet(self) -> None:
+        if self.partial:  # the table's last rows: a short last block
+            self._deflate(bytes(self.partial))
+            self.partial.clear()
         if self.spool is None:  # no rows: one sheet with just the header
             self.spool = Spool()
         self._finish_sheet()

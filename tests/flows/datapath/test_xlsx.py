@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -167,15 +168,20 @@ def headers(columns: list[Column], zone: str) -> tuple[str, ...]:
 
 
 def write(df: pl.DataFrame, types: list[str], chunks: int = 1, **options) -> bytes:
-    """Write a hand-made frame (columns named by label) with XlsxWriter."""
+    """Write a hand-made frame (columns named by label) with XlsxWriter, in `chunks` calls."""
+    step = max(1, -(-df.height // chunks))
+    return write_cut(df, types, list(range(step, df.height, step)), **options)
+
+
+def write_cut(df: pl.DataFrame, types: list[str], cuts: list[int], **options) -> bytes:
+    """Write the frame with XlsxWriter, given to it in pieces ending at `cuts`."""
     columns = [Column(name=n, label=n, pg_type=t) for n, t in zip(df.columns, types, strict=True)]
     request = options.pop("request", None) or ExportRequest(module="edge", format="xlsx")
     writer = XlsxWriter(request, columns, **options)
     buf = io.BytesIO()
     writer.open(buf)
-    step = max(1, -(-df.height // chunks))
-    for at in range(0, df.height, step):
-        writer.write(df.slice(at, step))
+    for lo, hi in zip([0, *cuts], [*cuts, df.height], strict=True):
+        writer.write(df.slice(lo, hi - lo))
     writer.close()
     return buf.getvalue()
 
@@ -458,18 +464,23 @@ def test_file_is_deterministic(registry, settings, tmp_path):
     assert first.read_bytes() == second.read_bytes()
 
 
-def test_chunk_encoding_depends_only_on_chunk_and_first_row():
-    df = pl.DataFrame({"n": list(range(50)), "t": [f"row {i}" for i in range(50)]})
-    columns = [Column(name="n", label="n", pg_type="integer"), Column(name="t", label="t")]
-    writer = XlsxWriter(ExportRequest(module="m", format="xlsx"), columns, block_rows=7)
-    once = writer.encode(df.slice(20, 30), 20)
-    again = XlsxWriter(ExportRequest(module="m", format="xlsx"), columns, block_rows=7).encode(
-        df.slice(20, 30), 20
-    )
-    assert [s.data for s in once] == [s.data for s in again]
-    xml = zlib.decompressobj(-15).decompress(b"".join(s.data for s in once))
-    assert xml.startswith(b'<row r="22">') and xml.endswith(b"</row>")
-    assert xml.count(b"<row ") == 30
+def test_bytes_depend_only_on_the_rows_not_on_how_they_were_split():
+    # The background export stores a range's rows in pieces and the CLI writes whole
+    # ranges: the same rows must give the same file, blocks and sheet breaks included.
+    # Values of one width: the column widths come from the first rows written.
+    df = pl.DataFrame({"n": list(range(100, 195)), "t": [f"row {i:02d}" for i in range(95)]})
+    options = {"block_rows": 7, "sheet_rows": 40}
+    whole = write(df, ["integer", "text"], **options)
+    for chunks in (2, 3, 13, 95):
+        assert write(df, ["integer", "text"], chunks=chunks, **options) == whole, chunks
+    rng = random.Random(7)
+    writer_cuts = sorted(rng.sample(range(1, 95), 9))
+    assert write_cut(df, ["integer", "text"], writer_cuts, **options) == whole
+    with zipfile.ZipFile(io.BytesIO(whole)) as z:
+        xml = z.read("xl/worksheets/sheet1.xml")
+        assert (
+            xml.count(b"<row ") == 41 and z.read("xl/worksheets/sheet3.xml").count(b"<row ") == 16
+        )
 
 
 # -- edge cases on hand-made frames ------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +45,10 @@ class Api:
         return mint_token(self.settings, user, perms or PERMS, 600)
 
 
-@pytest.fixture
-def api(api_app_factory, settings: Settings, registry, flows_env) -> Iterator[Api]:
-    """The API under uvicorn, storing where the flows store, submitting to the harness."""
+@contextmanager
+def running_api(api_app_factory, settings: Settings, registry, **overrides) -> Iterator[Api]:
+    """The API under uvicorn, storing where the flows store, submitting to the harness;
+    `overrides` change its settings."""
     port = free_port()
     api_settings = settings.model_copy(
         update={
@@ -57,6 +59,7 @@ def api(api_app_factory, settings: Settings, registry, flows_env) -> Iterator[Ap
             # Its download links must point at this very server.
             "public_api_url": f"http://127.0.0.1:{port}",
             "rate_limit_per_hour": 1000,
+            **overrides,
         }
     )
     export_flow.to_deployment(name="export").apply()
@@ -64,6 +67,13 @@ def api(api_app_factory, settings: Settings, registry, flows_env) -> Iterator[Ap
     app = api_app_factory(api_settings, rt=rt)
     with LoopbackServer(app, port) as server:
         yield Api(server.url, api_settings, rt, app, server)
+
+
+@pytest.fixture
+def api(api_app_factory, settings: Settings, registry, flows_env) -> Iterator[Api]:
+    """The API with the test settings."""
+    with running_api(api_app_factory, settings, registry) as running:
+        yield running
 
 
 @pytest.fixture

@@ -13,13 +13,10 @@ from pydantic import SecretStr
 
 from flows.control.notify_email import human_bytes
 from flows.control.webhooks import SIGNATURE_HEADER, verify
-from flows.orchestration.export_flow import export_flow
-from flows.orchestration.runtime import Runtime
-from tests.api.conftest import JWT_SECRET, SECRET, LoopbackServer, make_runtime
-from tests.e2e.conftest import free_port
+from tests.api.conftest import JWT_SECRET, SECRET
 from tests.flows.conftest import flows_runtime
 from tests.flows.tools.cli_run import exportflow
-from tests.flows.tools.conftest import run_as_worker, submitted
+from tests.flows.tools.conftest import run_as_worker, running_api, submitted
 
 HOOK_SECRET = "whsec-e2e-0123456789"
 
@@ -28,7 +25,6 @@ def test_the_email_link_downloads_the_file_and_the_webhook_is_signed(
     api_app_factory, settings, registry, flows_env, smtp_server, webhook_receiver, ca_file
 ):
     smtp_port, inbox = smtp_server
-    port = free_port()
     notify_settings = {
         "smtp_host": "127.0.0.1",
         "smtp_port": smtp_port,
@@ -38,29 +34,17 @@ def test_the_email_link_downloads_the_file_and_the_webhook_is_signed(
         "webhook_secret": SecretStr(HOOK_SECRET),
         "notify_ca_file": ca_file,
     }
-    api_settings = settings.model_copy(
-        update={
-            "env": "production",
-            "secret_key": SecretStr(SECRET),
-            "jwt_secret": SecretStr(JWT_SECRET),
-            "storage_url": settings.resolved_storage_url,
-            "public_api_url": f"http://127.0.0.1:{port}",
-            "rate_limit_per_hour": 1000,
-            **notify_settings,
-        }
-    )
-    export_flow.to_deployment(name="export").apply()
-    rt: Runtime = make_runtime(api_settings, registry)
     user = f"notify-user-{time.monotonic_ns()}"
     now = int(time.time())
     claims = {"sub": user, "permissions": ["products:read"], "email": "ann@example.com",
               "iat": now, "exp": now + 600}  # fmt: skip
     headers = {"Authorization": f"Bearer {jwt.encode(claims, JWT_SECRET, algorithm='HS256')}"}
     body = {"notify": {"email": True, "webhook": webhook_receiver.url()}}
-    with LoopbackServer(api_app_factory(api_settings, rt=rt), port) as server:
+    with running_api(api_app_factory, settings, registry, **notify_settings) as api:
+        server, rt = api.server, api.rt
         resp = httpx.post(f"{server.url}/api/products/export", json=body, headers=headers)
         assert resp.status_code == 202, resp.text
-        job = submitted_job(rt, user)
+        job = submitted(api, user)
         env = {
             "EXPORTFLOW_SECRET_KEY": SECRET,
             "EXPORTFLOW_PUBLIC_API_URL": server.url,
@@ -95,11 +79,6 @@ def test_the_email_link_downloads_the_file_and_the_webhook_is_signed(
             ("email", "delivered", 1),
             ("webhook", "delivered", 1),
         ]
-
-
-def submitted_job(rt: Runtime, user: str):
-    """The user's job once the API handed it to Prefect."""
-    return submitted(type("Api", (), {"rt": rt})(), user)
 
 
 def test_submit_sends_the_notify_options_and_shows_the_servers_refusal(api, as_user, user):
