@@ -31,8 +31,8 @@ from flows.datapath.writers import make_writer, zipped_csv
 from flows.datapath.writers.xlsx import BLOCK_ROWS
 
 _COPY_BLOCK = 8 * 2**20
-# Rows per stored frame: the assembler decodes one at a time beside the readers' ranges.
-# The XLSX writer's blocks, so a range's blocks are the same however it was stored.
+# Rows per stored XLSX frame: the assembler decodes one at a time beside the readers'
+# ranges. The writer's blocks, so the file is the same as from the range written whole.
 _FRAME_ROWS = BLOCK_ROWS
 # Bump when the bytes a chunk file holds change for the same plan and settings.
 CHUNK_FORMAT = 4
@@ -102,7 +102,9 @@ class ChunkFiles:
                 if writer is not None:
                     f.write(writer.encode(df))
                 else:
-                    for part in df.iter_slices(_FRAME_ROWS):
+                    # A zipped CSV decides its quoting per frame: its frames stay whole.
+                    whole = plan.request.format != "xlsx"
+                    for part in [df] if whole else df.iter_slices(_FRAME_ROWS):
                         buf = io.BytesIO()
                         part.write_ipc(buf, compression="lz4")
                         f.write(buf.tell().to_bytes(8, "little"))

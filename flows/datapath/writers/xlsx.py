@@ -93,7 +93,6 @@ class XlsxWriter:
         self.spool: Spool | None = None
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="exportflow-xlsx")
         self.pending: deque[Future[Segment]] = deque()
-        self.partial = bytearray()  # the XML of a block whose rows are not all in yet
 
     def _section(self, title: str, columns: list[Column]) -> None:
         """Start the rows of one table (the module's, or a related sheet's)."""
@@ -139,37 +138,26 @@ class XlsxWriter:
         self.zip.add_bytes("docProps/app.xml", parts.APP.encode())
 
     def write(self, df: pl.DataFrame) -> None:
-        """Add rows, starting new sheets as they fill. They are deflated in blocks of
-        `block_rows` counted from each sheet's first row, so the bytes depend only on the
-        rows, not on how they were split between calls: a block's start waits for the rest."""
+        """Add rows, starting new sheets as they fill. They are deflated in slices of
+        `block_rows` (cut again where a sheet fills), so writing `df` whole or slice by
+        slice gives the same bytes: a background export stores a range in such slices."""
         if self.widths is None and df.height:
             self.widths = sample_widths(df, self.labels)  # from the first rows only
-        done = 0
-        while done < df.height:
-            in_sheet = self.rows % self.sheet_rows
-            if self.spool is None or self.rows == (self.section_sheets + 1) * self.sheet_rows:
-                self._finish_sheet()  # the open sheet is full
-                self.spool = Spool()
-            left = min(self.block_rows - in_sheet % self.block_rows, self.sheet_rows - in_sheet)
-            take = min(left, df.height - done)
-            top = in_sheet + (2 if self.header else 1)
-            xml = self.encoder.encode(df.slice(done, take), top)
-            done += take
-            self.rows += take
-            if take < left:
-                self.partial += xml
-            elif self.partial:
-                self.partial += xml
-                self._deflate(bytes(self.partial))
-                self.partial.clear()
-            else:
-                self._deflate(xml)
-
-    def _deflate(self, xml: bytes | memoryview) -> None:
-        """Deflate one block's XML; that (which releases the GIL) overlaps building the next."""
-        self.pending.append(self.pool.submit(deflate, xml))
-        while len(self.pending) > MAX_PENDING:
-            self.spool.add(self.pending.popleft().result())
+        for piece in df.iter_slices(self.block_rows):
+            done = 0
+            while done < piece.height:
+                in_sheet = self.rows % self.sheet_rows
+                if in_sheet == 0:
+                    self._finish_sheet()
+                    self.spool = Spool()
+                take = min(piece.height - done, self.sheet_rows - in_sheet)
+                xml = self.encoder.encode(piece.slice(done, take), in_sheet + self._top)
+                # Deflating (which releases the GIL) overlaps building the next block.
+                self.pending.append(self.pool.submit(deflate, xml))
+                while len(self.pending) > MAX_PENDING:
+                    self.spool.add(self.pending.popleft().result())
+                done += take
+                self.rows += take
 
     def add_sheet(self, title: str, columns: list[Column]) -> None:
         """Finish this table's last sheet; the rows written next go to sheet `title`, with
@@ -192,6 +180,11 @@ class XlsxWriter:
 
     # -- sheets -------------------------------------------------------------------
 
+    @property
+    def _top(self) -> int:
+        """The sheet row of the first data row (1-based)."""
+        return 2 if self.header else 1
+
     def _last_row(self, data_rows: int) -> int:
         return data_rows + (1 if self.header else 0)
 
@@ -199,9 +192,6 @@ class XlsxWriter:
         return f"A1:{self.last_col}{self._last_row(data_rows)}" if self.header else None
 
     def _last_sheet(self) -> None:
-        if self.partial:  # the table's last rows: a short last block
-            self._deflate(bytes(self.partial))
-            self.partial.clear()
         if self.spool is None:  # no rows: one sheet with just the header
             self.spool = Spool()
         self._finish_sheet()
