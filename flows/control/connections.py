@@ -73,16 +73,25 @@ def _idle_reader(conninfo: str) -> ArrowConnection | None:
 def adbc_connect(url: str, statement_timeout_seconds: float | None = None) -> ArrowConnection:
     """A read-only ADBC connection for the Arrow data path; give it back with adbc_release."""
     conninfo = reader_conninfo(url)
-    conn = _idle_reader(conninfo)
-    if conn is None:
-        try:
-            conn = _clone(conninfo)
-        except Exception as exc:
-            raise SourceUnavailable("the database could not be reached", detail=str(exc)) from exc
     ms = max(1, round(statement_timeout_seconds * 1000)) if statement_timeout_seconds else 0
-    conn.query(f"SET statement_timeout = {ms}")  # 0: none, whatever a last user set
-    conn.commit()  # a later rollback must not undo it
-    return conn
+    while True:
+        conn = _idle_reader(conninfo)
+        kept = conn is not None
+        if conn is None:
+            try:
+                conn = _clone(conninfo)
+            except Exception as exc:
+                message = "the database could not be reached"
+                raise SourceUnavailable(message, detail=str(exc)) from exc
+        try:
+            conn.query(f"SET statement_timeout = {ms}")  # 0: none, whatever a last user set
+            conn.commit()  # a later rollback must not undo it
+            return conn
+        except Exception as exc:
+            conn.close()
+            if not kept:
+                raise classify_db_error(exc) from exc
+            # A kept connection the server ended after its check (a restart): take another.
 
 
 def adbc_release(conn: ArrowConnection) -> None:
