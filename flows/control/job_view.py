@@ -23,9 +23,6 @@ class Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
 class JobError(Camel):
     """Why an export failed or was cancelled."""
 
@@ -93,6 +90,9 @@ def status_view(
         error=row_error(job.error_code, job.error),
         notifications=notification_statuses(job),
     )
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def from_row(model: type[M], row: object, **derived: Any) -> M:

@@ -97,13 +97,13 @@ class ChunkFiles:
             if encoded(plan):
                 neutralise = plan.dataset.neutralise_formulas
                 writer = make_writer(plan.request, plan.columns, settings, neutralise=neutralise)
+            # A zipped CSV decides its quoting per frame: its frames stay whole.
+            whole = plan.request.format != "xlsx"
             for df in frames:
                 rows += df.height
                 if writer is not None:
                     f.write(writer.encode(df))
                 else:
-                    # A zipped CSV decides its quoting per frame: its frames stay whole.
-                    whole = plan.request.format != "xlsx"
                     for part in [df] if whole else df.iter_slices(_FRAME_ROWS):
                         buf = io.BytesIO()
                         part.write_ipc(buf, compression="lz4")

@@ -7,7 +7,6 @@ import os
 
 from flows.orchestration.automations import HEARTBEAT_SECONDS
 
-_JEMALLOC = "_RJEM_MALLOC_CONF"  # Polars' jemalloc
 FLOW_RUN_ENV = {
     # Heartbeats let the automation crash a run whose host vanished (automations.py).
     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
@@ -18,18 +17,13 @@ FLOW_RUN_ENV = {
     # took ~40 % longer), Arrow on the system allocator.
     "MALLOC_ARENA_MAX": "2",
     "MALLOC_MMAP_THRESHOLD_": "131072",
-    _JEMALLOC: "dirty_decay_ms:100,muzzy_decay_ms:0",
+    "_RJEM_MALLOC_CONF": "dirty_decay_ms:100,muzzy_decay_ms:0",  # Polars' jemalloc
     "ARROW_DEFAULT_MEMORY_POOL": "system",
 }
 
 
 def apply_flow_run_env() -> None:
-    """Give the processes this one starts FLOW_RUN_ENV, where the host set nothing else."""
-    for name, value in FLOW_RUN_ENV.items():
-        current = os.environ.get(name)
-        if name == _JEMALLOC and current and not current.endswith(value):
-            # Importing Polars puts its own defaults here (this process's, or a parent's
-            # inherited); a run's Polars appends what it finds, and the last setting wins.
-            os.environ[name] = f"{current},{value}"
-        else:
-            os.environ.setdefault(name, value)
+    """Give the processes this one starts FLOW_RUN_ENV, as a worker's job variables give
+    them to its runs: over whatever the host set. A run's Polars adds its own jemalloc
+    defaults in front of ours at import, and jemalloc takes the last value."""
+    os.environ.update(FLOW_RUN_ENV)

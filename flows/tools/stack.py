@@ -71,8 +71,6 @@ def api_url(settings: Settings) -> str:
 
 def child_env(settings: Settings, database_url: str, data_dir: Path) -> dict[str, str]:
     """What every child gets: this environment, the shared database and the local server."""
-    from flows.orchestration.automations import HEARTBEAT_SECONDS
-
     env = dict(os.environ)
     env.update(
         EXPORTFLOW_DATABASE_URL=database_url,
@@ -85,8 +83,6 @@ def child_env(settings: Settings, database_url: str, data_dir: Path) -> dict[str
         # A submitted run starts within a second or two.
         PREFECT_RUNNER_POLL_FREQUENCY="1",
         PREFECT_WORKER_QUERY_SECONDS="1",
-        # Heartbeats let the automation crash a run whose host vanished (automations.py).
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT_SECONDS),
         # Each finished export's record goes to its flow run's log in the UI.
         PREFECT_LOGGING_EXTRA_LOGGERS="exportflow",
         PYTHONUNBUFFERED="1",
