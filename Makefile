@@ -11,6 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@# An editable install leaves the package uncompiled; where PYTHONDONTWRITEBYTECODE is set,
+	@# every process (each flow run's) would compile it again.
+	$(BIN)/python -m compileall -q flows api
 	touch $@
 
 install: $(VENV)/.installed

@@ -156,15 +156,9 @@ def bound_query(plan: ExportPlan, after: Any, limit: int, until: Any = None) -> 
             f"(SELECT {picked} FROM {relation(plan.dataset)} WHERE {where}"
             f" ORDER BY {_order(cols)} LIMIT {int(limit)})"
         )
-    inner = f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS u"
-    inner += f" ORDER BY {_order(cols, names)} LIMIT {int(limit)}"
-    texts = ", ".join(f"{n}::text" for n in names)
-    sql_text = (
-        f"WITH page AS ({inner}) SELECT"
-        f" (SELECT json_build_array({texts})::text FROM page"
-        f" ORDER BY {_order(cols, names, reverse=True)} LIMIT 1) AS hi,"
-        " (SELECT count(*) FROM page) AS n"
-    )
+    inner = f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS u ORDER BY {_order(cols, names)}"
+    last = "json_build_array(" + ", ".join(f"{n}::text" for n in names) + ")::text"
+    sql_text = sql.probe_sql(inner, limit, last, _order(cols, names, reverse=True))
     return Query(sql_text, tuple(params.values))
 
 

@@ -19,7 +19,15 @@ from flows.control.relations import Relation
 from flows.datapath.deadline import Deadline
 from flows.datapath.request import ExportPlan
 from flows.datapath.source import Source
-from flows.datapath.sql import Params, Query, quote_ident, relation, select_expr, where_terms
+from flows.datapath.sql import (
+    Params,
+    Query,
+    probe_sql,
+    quote_ident,
+    relation,
+    select_expr,
+    where_terms,
+)
 
 
 @dataclass(frozen=True)
@@ -128,17 +136,10 @@ def bound_query(rp: RelationPlan, after: Any, limit: int, until: Any = None) -> 
     order = rp.spec.order
     cols = ", ".join(f"{_q(k)} AS k{i}" for i, k in enumerate(order))
     by = ", ".join(_q(k) for k in order)
-    inner = (
-        f"SELECT {cols} FROM {rp.spec.relation} r WHERE {' AND '.join(terms)} "
-        f"ORDER BY {by} LIMIT {int(limit)}"
-    )
+    inner = f"SELECT {cols} FROM {rp.spec.relation} r WHERE {' AND '.join(terms)} ORDER BY {by}"
     last = ", ".join(f"page.k{i}::text" for i in range(len(order)))
     desc = ", ".join(f"page.k{i} DESC" for i in range(len(order)))
-    sql = (
-        f"WITH page AS ({inner}) SELECT"
-        f" (SELECT json_build_array({last})::text FROM page ORDER BY {desc} LIMIT 1) AS hi,"
-        " (SELECT count(*) FROM page) AS n"
-    )
+    sql = probe_sql(inner, limit, f"json_build_array({last})::text", desc)
     return Query(sql, tuple(params.values))
 
 

@@ -158,6 +158,24 @@ def _keyset_terms(plan: ExportPlan, params: Params, lo: Any, hi: Any = None) -> 
     return terms
 
 
+def probe_sql(inner: str, limit: int, last: str, reverse: str) -> str:
+    """(hi, n) of the next chunk of `inner`, a SELECT in chunk order without LIMIT: `last`
+    (text, over the columns of a row named `page`) of its `limit`-th row and n = `limit`,
+    or, when fewer rows remain, of its last row and their count."""
+    # A full chunk's last row is the limit-th: read straight off the index, nothing
+    # materialised or sorted (a fifth of the cost). Its OFFSET counts from the chunk's
+    # keyset bound, not the table's start: the chunk's own entries, as LIMIT reads them.
+    # The page is only built, counted and sorted on `reverse` (top-1, on the raw values)
+    # for the last, short chunk: PostgreSQL runs a subquery only when coalesce reaches it.
+    limit = int(limit)
+    return (
+        f"WITH page AS ({inner} LIMIT {limit}), tip AS ({inner} OFFSET {limit - 1} LIMIT 1)"
+        f" SELECT coalesce((SELECT {last} FROM tip AS page), (SELECT {last} FROM"
+        f" (SELECT * FROM page ORDER BY {reverse} LIMIT 1) AS page)) AS hi,"
+        f" coalesce((SELECT {limit}::bigint FROM tip), (SELECT count(*) FROM page)) AS n"
+    )
+
+
 def bound_query(plan: ExportPlan, after: Any, limit: int, until: Any = None) -> Query:
     """The last key and row count of the next `limit` rows after `after`, up to `until`
     when given (index only)."""
@@ -165,16 +183,9 @@ def bound_query(plan: ExportPlan, after: Any, limit: int, until: Any = None) -> 
     terms = _keyset_terms(plan, params, after, until)
     key = quote_ident(plan.dataset.key)
     where = f" WHERE {' AND '.join(terms)}" if terms else ""
-    inner = (
-        f"SELECT {key} AS k FROM {relation(plan.dataset)}{where} ORDER BY {key} LIMIT {int(limit)}"
-    )
+    inner = f"SELECT {key} AS k FROM {relation(plan.dataset)}{where} ORDER BY {key}"
     # Not max(k): some key types (uuid) have no max aggregate, all have an ordering.
-    sql = (
-        f"WITH page AS ({inner}) SELECT"
-        " (SELECT page.k::text FROM page ORDER BY page.k DESC LIMIT 1) AS hi,"
-        " (SELECT count(*) FROM page) AS n"
-    )
-    return Query(sql, tuple(params.values))
+    return Query(probe_sql(inner, limit, "page.k::text", "page.k DESC"), tuple(params.values))
 
 
 def range_query(plan: ExportPlan, lo: Any, hi: Any) -> Query:

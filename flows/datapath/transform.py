@@ -102,10 +102,14 @@ class Transform:
         ]
         if zoned:
             df = df.with_columns(zoned)
-        exprs = [self._temporal(df, name, dtype) for name, dtype in df.schema.items()]
-        exprs = [e for e in exprs if e is not None]
+        found = self._found(df)
+        exprs: list[pl.Expr | pl.Series] = [
+            self._temporal(name, dtype)
+            for name, dtype in df.schema.items()
+            if found.get(name) and isinstance(dtype, pl.Datetime | pl.Date)
+        ]
         if self.neutralise:
-            exprs += [neutralise(df[n]) for n in self.text_columns if df[n].dtype == pl.String]
+            exprs += [neutralise(df[n]) for n in self.text_columns if found.get(n)]
         if exprs:
             df = df.with_columns(exprs)
         # After neutralising, which never touches a number: `-1,5` stays a number.
@@ -150,16 +154,22 @@ class Transform:
             text = neutralise(text)
         return text.alias(name)
 
-    def _temporal(self, df: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr | None:
-        col = pl.col(name)
-        if isinstance(dtype, pl.Datetime):
-            raw, (pos, neg) = col.cast(pl.Int64), _TS_INF
-        elif isinstance(dtype, pl.Date):
-            raw, (pos, neg) = col.cast(pl.Int32), _DATE_INF
-        else:
-            return None
-        if not df.select(raw.is_in(pos + neg).any()).item():
-            return None
+    def _found(self, df: pl.DataFrame) -> dict[str, bool]:
+        """Per column, whether it holds what needs rewriting: ±infinity in a date or
+        timestamp, a formula trigger in free text. One pass for all columns: most chunks
+        hold neither, and a select per column costs more than the scans it runs."""
+        text = set(self.text_columns) if self.neutralise else set()
+        checks = []
+        for name, dtype in df.schema.items():
+            if isinstance(dtype, pl.Datetime | pl.Date):
+                raw, (pos, neg) = _raw(name, dtype)
+                checks.append(raw.is_in(pos + neg).any().alias(name))
+            elif name in text and dtype == pl.String:
+                checks.append(pl.col(name).str.contains(FORMULA_TRIGGER).any().alias(name))
+        return df.select(checks).row(0, named=True) if checks else {}
+
+    def _temporal(self, name: str, dtype: pl.DataType) -> pl.Expr:
+        raw, (pos, neg) = _raw(name, dtype)
         # PostgreSQL's ±infinity arrive as the type's extreme values; keep their meaning as
         # text (zones are already applied, the sentinels left as they were).
         finite = pl.when(raw.is_in(pos + neg)).then(0).otherwise(raw).cast(dtype)
@@ -173,3 +183,10 @@ class Transform:
             .otherwise(text)
             .alias(name)
         )
+
+
+def _raw(name: str, dtype: pl.DataType) -> tuple[pl.Expr, tuple[list[int], list[int]]]:
+    """A date or timestamp column's physical values, and its ±infinity sentinels."""
+    if isinstance(dtype, pl.Datetime):
+        return pl.col(name).cast(pl.Int64), _TS_INF
+    return pl.col(name).cast(pl.Int32), _DATE_INF

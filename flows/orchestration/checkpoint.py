@@ -233,4 +233,4 @@ def assemble(
             for rp in later:
                 writer.add_sheet(rp.title, rp.columns)
             writer.close()
-    return ExportResult(rows=rows, bytes=out.bytes, sha256=out.hash.hexdigest())
+    return ExportResult(rows=rows, bytes=out.bytes, sha256=out.hexdigest())

@@ -157,7 +157,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(count_rows(url, plan))
         return 0
     bar = ProgressBar()
-    result = write_output(target, lambda sink: export(url, plan, sink, settings, bar), bar)
+    # Nothing records a CLI file's sha256: it is not computed.
+    result = write_output(
+        target, lambda sink: export(url, plan, sink, settings, bar, digest=False), bar
+    )
     bar(result.rows, result.rows, final=True)
     where = "standard output" if target is None else target
     print(f"wrote {result.rows:,} rows, {result.bytes:,} bytes to {where}", file=sys.stderr)

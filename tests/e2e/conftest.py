@@ -147,10 +147,17 @@ def stack(db_url: str, tmp_path_factory: pytest.TempPathFactory, stack_env: dict
     # `serve` would start, late, beside the tests' own runs.
     prefect_db = f"{conninfo_to_dict(db_url)['dbname']}_prefect_{data.name}"
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{prefect_db}"')
+        trgm = "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'"
+        if conn.execute(trgm).fetchone():
+            conn.execute(f'CREATE DATABASE "{prefect_db}"')
+            prefect_url = asyncpg_url(db_url, prefect_db)
+        else:
+            # The embedded server has no contrib extensions, which Prefect's schema needs:
+            # SQLite in the data dir, as `up` itself falls back to.
+            prefect_url = f"sqlite+aiosqlite:///{data / 'prefect.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPORTFLOW_", "PREFECT_"))}
     env.update(
-        EXPORTFLOW_PREFECT_DATABASE_URL=asyncpg_url(db_url, prefect_db),
+        EXPORTFLOW_PREFECT_DATABASE_URL=prefect_url,
         EXPORTFLOW_ENV="development",
         EXPORTFLOW_DATABASE_URL=db_url,
         EXPORTFLOW_DATA_DIR=str(data),

@@ -70,14 +70,20 @@ def test_queries_bind_values_and_never_use_offset(registry):
     assert q.setup.endswith("set_config('exportflow.p3', $3, true)")
 
 
-@pytest.mark.parametrize("readers", [1, 2, 3])
-def test_chunks_cover_every_row_once_in_key_order(settings, registry, readers):
+@pytest.mark.parametrize(
+    ("readers", "size"),
+    # 500 and 2000 divide the 2000 rows: the last full chunk is found by the probe's
+    # read-ahead row, the short-chunk path then finds nothing left.
+    [(1, 170), (2, 170), (3, 170), (2, 500), (1, 2000), (2, 1999), (2, 3000), (1, 400)],
+)
+def test_chunks_cover_every_row_once_in_key_order(settings, registry, readers, size):
     plan = plan_export(ExportRequest(module="products", columns=["id"]), registry, limits(10))
-    chunks = list(chunk_list(settings.database_url, plan, 170, readers=readers))
+    chunks = list(chunk_list(settings.database_url, plan, size, readers=readers))
     ids = [i for c in chunks for i in c.table.column("id").to_pylist()]
     assert ids == list(range(1, 2001))
     assert [c.index for c in chunks] == list(range(len(chunks)))
-    assert all(c.table.num_rows == 170 for c in chunks[:-1])
+    assert len(chunks) == -(-2000 // size)
+    assert all(c.table.num_rows == size for c in chunks[:-1])
     assert [c.lo for c in chunks[1:]] == [c.hi for c in chunks[:-1]]
 
 
