@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-
 from flows.control.database import classify_db_error, database_url
 from flows.control.errors import SourceError
 from flows.control.migrate import migrate as apply_migrations
@@ -18,6 +16,8 @@ OnStart = Callable[[Path], None] | None
 
 def migrate_database(url: str) -> list[str]:
     """Apply the migrations the database lacks; the versions applied."""
+    import psycopg  # only migrating needs it: a CLI export reads through ADBC alone
+
     try:
         return apply_migrations(url)
     except psycopg.Error as exc:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from flows.control.arrow_conn import ArrowConnection
-from flows.control.database import classify_db_error, reader_conninfo
+from flows.control.database import classify_db_error, reader_settings
 from flows.control.errors import SourceUnavailable
+
+if TYPE_CHECKING:
+    import psycopg
 
 # A new ADBC database connects once more and loads every pg_type row before the
 # connection itself opens (35-60 ms); clones of a kept one skip both. Kept per conninfo,
@@ -72,19 +74,18 @@ def _idle_reader(conninfo: str) -> ArrowConnection | None:
 
 def adbc_connect(url: str, statement_timeout_seconds: float | None = None) -> ArrowConnection:
     """A read-only ADBC connection for the Arrow data path; give it back with adbc_release."""
-    conninfo = reader_conninfo(url)
-    ms = max(1, round(statement_timeout_seconds * 1000)) if statement_timeout_seconds else 0
     while True:
-        conn = _idle_reader(conninfo)
+        conn = _idle_reader(url)
         kept = conn is not None
         if conn is None:
             try:
-                conn = _clone(conninfo)
+                conn = _clone(url)
             except Exception as exc:
                 message = "the database could not be reached"
                 raise SourceUnavailable(message, detail=str(exc)) from exc
         try:
-            conn.query(f"SET statement_timeout = {ms}")  # 0: none, whatever a last user set
+            # Whatever a last user set: 0 is no statement timeout.
+            conn.query(reader_settings(statement_timeout_seconds))
             conn.commit()  # a later rollback must not undo it
             return conn
         except Exception as exc:
@@ -118,6 +119,8 @@ _idle_lock = threading.Lock()
 
 def _reusable(conn: psycopg.Connection) -> bool:
     """Alive and outside any transaction (a server restart leaves it broken)."""
+    import psycopg
+
     if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return False
     try:
@@ -131,6 +134,8 @@ def _reusable(conn: psycopg.Connection) -> bool:
 def pooled(url: str) -> Iterator[psycopg.Connection]:
     """pg_connect's transaction (committed on success, rolled back on error) on a kept
     connection when one is idle and alive."""
+    import psycopg  # here: a CLI export reads through ADBC alone
+
     conn = None
     while conn is None:
         with _idle_lock:

@@ -11,12 +11,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from typing import TYPE_CHECKING
 
 from flows.control.errors import SourceError, SourceTimeout, SourceUnavailable
 from flows.control.settings import Settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -113,21 +114,26 @@ def database_url(settings: Settings, on_start: Callable[[Path], None] | None = N
     return settings.database_url or embedded_url(settings.data_dir, on_start)
 
 
-def reader_conninfo(url: str, statement_timeout_seconds: float | None = None) -> str:
-    """`url` with the data-path session settings: read-only, a statement timeout, and an
-    application_name operators can find in pg_stat_activity."""
-    params = conninfo_to_dict(url)
-    opts = ["-c default_transaction_read_only=on"]
-    if statement_timeout_seconds is not None:
-        opts.append(f"-c statement_timeout={max(1, round(statement_timeout_seconds * 1000))}")
-    # Kept after the URL's own options so that ours win where both set the same thing.
-    options = " ".join(filter(None, [params.get("options") or "", *opts]))
-    return make_conninfo(url, options=options, application_name=READER_APPLICATION_NAME)
+def reader_settings(statement_timeout_seconds: float | None = None) -> str:
+    """The statement giving a reader's session the data-path settings: read-only, a
+    statement timeout (none: 0), and an application_name operators can find in
+    pg_stat_activity. Set after connecting, not in the URL: the URL stays the user's,
+    whatever its form, and its own options are overridden only where ours differ."""
+    ms = max(1, round(statement_timeout_seconds * 1000)) if statement_timeout_seconds else 0
+    settings = {
+        "default_transaction_read_only": "on",
+        "statement_timeout": str(ms),
+        "application_name": READER_APPLICATION_NAME,
+    }
+    return "SELECT " + ", ".join(f"set_config('{k}', '{v}', false)" for k, v in settings.items())
 
 
 @contextlib.contextmanager
 def pg_connect(url: str, **kwargs) -> Iterator[psycopg.Connection]:
     """A psycopg connection for control-plane statements (migrations, jobs, seed)."""
+    # Imported here: a CLI export reads through ADBC alone and need not load psycopg.
+    import psycopg
+
     try:
         conn = psycopg.connect(url, **kwargs)
     except psycopg.OperationalError as exc:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
-import psycopg
 import yaml
 from pydantic import (
     BaseModel,
@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from flows.control.database import pg_connect
+from flows.control.catalog import INDEXES, KEY, Catalog, catalog, resolve
 from flows.control.errors import DatasetConfigError
 from flows.control.number_formats import FORMATTED_KINDS, ColumnSpec
 
@@ -180,69 +180,20 @@ def load_registry(path: Path) -> Registry:
     return Registry(modules=modules)
 
 
-_RELATION = """
-SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = to_regclass(%s)
-"""
-
-# typbasetype of a domain over a domain names the inner domain, not the base type:
-# walk down to the base, keeping the first modifier met (a domain's own typtypmod).
-_CATALOG = """
-WITH RECURSIVE walk AS (
-    SELECT a.attnum, a.atttypid AS tid, a.atttypmod AS mod, 0 AS depth
-    FROM pg_attribute a
-    WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped
-  UNION ALL
-    SELECT w.attnum, t.typbasetype, CASE WHEN w.mod = -1 THEN t.typtypmod ELSE w.mod END,
-           w.depth + 1
-    FROM walk w JOIN pg_type t ON t.oid = w.tid
-    WHERE t.typtype = 'd'
-)
-SELECT DISTINCT ON (w.attnum)
-       a.attname, format_type(a.atttypid, a.atttypmod), format_type(w.tid, NULL),
-       b.typcategory, format_type(w.tid, w.mod),
-       (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
-        FROM pg_enum e WHERE e.enumtypid = w.tid)
-FROM walk w
-JOIN pg_type b ON b.oid = w.tid
-JOIN pg_attribute a ON a.attrelid = %(rel)s AND a.attnum = w.attnum
-ORDER BY w.attnum, w.depth DESC
-"""
-
-# Keyset paging skips NULLs and repeats or loses rows on duplicates: the key must be
-# NOT NULL with a unique, valid, single-column index that covers every row.
-_KEY = """
-SELECT a.attnotnull,
-       EXISTS (SELECT 1 FROM pg_index i
-               WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid
-                 AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum
-                 AND i.indpred IS NULL AND i.indexprs IS NULL)
-FROM pg_attribute a
-WHERE a.attrelid = %(rel)s AND a.attname = %(key)s AND NOT a.attisdropped
-"""
-
-
-# Valid, non-partial btree indexes; an expression column has no name and ends the usable part.
-_INDEXES = """
-SELECT array_agg(coalesce(a.attname::text, '') ORDER BY k.n), array_agg(k.opt ORDER BY k.n)
-FROM pg_index i
-JOIN pg_class c ON c.oid = i.indexrelid
-JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree'
-CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indoption::int2[]) WITH ORDINALITY AS k(att, opt, n)
-LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att AND k.att > 0
-WHERE i.indrelid = %(rel)s AND i.indisvalid AND i.indpred IS NULL AND k.n <= i.indnkeyatts
-GROUP BY i.indexrelid
-ORDER BY i.indexrelid
-"""
+def column_types(rows: list[tuple]) -> dict[str, ColumnType]:
+    """Column name → type, from catalog.COLUMNS rows."""
+    return {
+        name: ColumnType(pg_type=full, base_type=base, category=cat, base_full=bf, labels=labels)
+        for name, full, base, cat, bf, labels in rows
+    }
 
 
 def _fail(path: Path | str, ds: Dataset, field: str, message: str) -> DatasetConfigError:
     return DatasetConfigError(f"{path}: module '{ds.name}', field '{field}': {message}")
 
 
-def _check_key(conn, rel: int, kind: str, ds: Dataset, path: Path | str) -> None:
-    not_null, unique = conn.execute(_KEY, {"rel": rel, "key": ds.key}).fetchone()
+def _check_key(cat: Catalog, rel: int, kind: str, ds: Dataset, path: Path | str) -> None:
+    not_null, unique = cat.row(KEY, rel, ds.key) or (False, False)
     if not_null and unique:
         return
     if kind in ("v", "f"):
@@ -277,22 +228,11 @@ def _check_key(conn, rel: int, kind: str, ds: Dataset, path: Path | str) -> None
 def check_registry(registry: Registry, url: str, path: Path | str = "datasets") -> Registry:
     """Resolve each table, fill column types from the catalog and check the key; fail on a
     table or column that does not exist, or a key that is not NOT NULL and unique."""
-    with pg_connect(url) as conn:
+    with catalog(url) as cat:
         for ds in registry.modules.values():
-            try:
-                found = conn.execute(_RELATION, (ds.table,)).fetchone()
-            except psycopg.Error as exc:
-                conn.rollback()
-                raise _fail(path, ds, "table", f"{ds.table!r} is not a table name") from exc
-            if found is None:
-                raise _fail(path, ds, "table", f"table {ds.table} does not exist")
-            rel, ds.relation, kind = found
-            types = {
-                name: ColumnType(
-                    pg_type=full, base_type=base, category=cat, base_full=base_full, labels=labels
-                )
-                for name, full, base, cat, base_full, labels in conn.execute(_CATALOG, {"rel": rel})
-            }
+            fail = partial(_fail, path, ds)
+            rel, ds.relation, kind, rows = resolve(cat, ds.table, fail)
+            types = column_types(rows)
             named = [("key", ds.key), ("date_column", ds.date_column)]
             named += [(f"columns.{c}", c) for c in ds.columns]
             named += [(f"sensitive.{c}", c) for c in ds.sensitive]
@@ -300,9 +240,9 @@ def check_registry(registry: Registry, url: str, path: Path | str = "datasets") 
                 if col is not None and col not in types:
                     raise _fail(path, ds, field, f"column {col!r} does not exist in {ds.table}")
             ds.types = types
-            indexes = conn.execute(_INDEXES, {"rel": rel}).fetchall()
+            indexes = cat.rows(INDEXES, rel)
             ds.indexes = [list(zip(names, opts, strict=True)) for names, opts in indexes]
-            _check_key(conn, rel, kind, ds, path)
+            _check_key(cat, rel, kind, ds, path)
             for name, entry in ds.columns.items():
                 if (
                     isinstance(entry, ColumnSpec)
@@ -316,11 +256,11 @@ def check_registry(registry: Registry, url: str, path: Path | str = "datasets") 
                         f"{name!r} is a {types[name].pg_type}: a number format applies to "
                         "number, date and timestamp columns only; remove it",
                     )
-            check_relations(conn, ds, path)
+            check_relations(cat, ds, path)
     return registry
 
 
-# Relations reuse the catalog queries above; imported last, as they import this module.
+# Relations build on Column and ColumnType; imported last, as they import this module.
 from flows.control.relations import Relation, check_relations, name_relations  # noqa: E402
 
 Dataset.model_rebuild()

@@ -7,22 +7,11 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flows.control.catalog import KEY, NULLABLE, UNIQUE, Catalog, resolve
 from flows.control.errors import DatasetConfigError
-from flows.control.registry import _CATALOG, _KEY, _RELATION, Column, ColumnType
+from flows.control.registry import Column, ColumnType, column_types
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
-# The key is unique when a valid, total, unique index covers exactly its columns.
-_UNIQUE = """
-SELECT EXISTS (
-    SELECT 1 FROM pg_index i
-    WHERE i.indrelid = %(rel)s AND i.indisunique AND i.indisvalid
-      AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = %(n)s
-      AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
-           FROM pg_attribute a
-           WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey[0:i.indnkeyatts - 1]))
-          = %(cols)s::text[]
-)
-"""
 
 
 class Join(BaseModel):
@@ -108,23 +97,12 @@ def _fail(path, module: str, where: str, message: str) -> DatasetConfigError:
     return DatasetConfigError(f"{path}: module '{module}', field '{where}': {message}")
 
 
-def _resolve(conn, table: str, fail) -> tuple[int, str, dict[str, ColumnType]]:
-    try:
-        found = conn.execute(_RELATION, (table,)).fetchone()
-    except Exception as exc:
-        conn.rollback()
-        raise fail("table", f"{table!r} is not a table name") from exc
-    if found is None:
-        raise fail("table", f"table {table} does not exist")
-    rel, quoted, _ = found
-    types = {
-        name: ColumnType(pg_type=full, base_type=base, category=cat, base_full=bf, labels=labels)
-        for name, full, base, cat, bf, labels in conn.execute(_CATALOG, {"rel": rel})
-    }
-    return rel, quoted, types
+def _resolve(cat: Catalog, table: str, fail) -> tuple[int, str, dict[str, ColumnType]]:
+    oid, quoted, _, rows = resolve(cat, table, fail)
+    return oid, quoted, column_types(rows)
 
 
-def check_relations(conn, ds, path) -> None:
+def check_relations(cat: Catalog, ds, path) -> None:
     """Resolve every relation of `ds` against the catalog: tables and columns exist, the
     child key is NOT NULL and unique, `parent_key` compares with the module's key, and a
     join matches at most one row."""
@@ -134,7 +112,7 @@ def check_relations(conn, ds, path) -> None:
         def fail(field: str, msg: str, where=where) -> DatasetConfigError:
             return _fail(path, ds.name, f"{where}.{field}", msg)
 
-        oid, rel.relation, types = _resolve(conn, rel.table, fail)
+        oid, rel.relation, types = _resolve(cat, rel.table, fail)
         named = [("parent_key", rel.parent_key)] + [("key", k) for k in rel.key]
         named += [(f"columns.{c}", c) for c in rel.columns]
         named += [(f"sensitive.{c}", c) for c in rel.sensitive]
@@ -151,19 +129,15 @@ def check_relations(conn, ds, path) -> None:
                 f"{rel.parent_key!r} is a {types[rel.parent_key].pg_type}, the module's key "
                 f"{ds.key!r} a {parent.pg_type}; name the column that holds the module's key",
             )
-        _check_child_key(conn, oid, rel, fail)
+        _check_child_key(cat, oid, rel, fail)
         if rel.join is not None:
-            _check_join(conn, rel.join, fail)
+            _check_join(cat, rel.join, fail)
 
 
-def _check_child_key(conn, oid: int, rel: Relation, fail) -> None:
+def _check_child_key(cat: Catalog, oid: int, rel: Relation, fail) -> None:
     cols = sorted(set(rel.key))
-    nulls = conn.execute(
-        "SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = %s"
-        " AND attname = ANY(%s) AND NOT attnotnull",
-        (oid, cols),
-    ).fetchone()[0]
-    unique = conn.execute(_UNIQUE, {"rel": oid, "n": len(cols), "cols": cols}).fetchone()[0]
+    (nulls,) = cat.row(NULLABLE, oid, cols) or (None,)
+    (unique,) = cat.row(UNIQUE, oid, len(cols), cols) or (False,)
     if nulls or not unique or len(cols) != len(rel.key):
         raise fail(
             "key",
@@ -173,13 +147,13 @@ def _check_child_key(conn, oid: int, rel: Relation, fail) -> None:
         )
 
 
-def _check_join(conn, join: Join, fail) -> None:
-    oid, join.relation, types = _resolve(conn, join.table, lambda f, m: fail(f"join.{f}", m))
+def _check_join(cat: Catalog, join: Join, fail) -> None:
+    oid, join.relation, types = _resolve(cat, join.table, lambda f, m: fail(f"join.{f}", m))
     for field, col in [("join.key", join.key)] + [(f"join.columns.{c}", c) for c in join.columns]:
         if col not in types:
             raise fail(field, f"column {col!r} does not exist in {join.table}")
     join.types = types
-    _, unique = conn.execute(_KEY, {"rel": oid, "key": join.key}).fetchone()
+    _, unique = cat.row(KEY, oid, join.key) or (False, False)
     if not unique:
         raise fail(
             "join.key",

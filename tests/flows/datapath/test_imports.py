@@ -1,4 +1,5 @@
-"""What a process that exports loads: no pandas (about 60 MiB and half a second)."""
+"""What a process that exports loads: no pandas (about 60 MiB and half a second), and no
+psycopg (45 ms): the catalog check and the reads share one ADBC connection."""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ for fmt in ("csv", "xlsx"):
     request = ExportRequest(module="products", format=fmt, filters=[
         {"column": "id", "op": "lte", "value": 500}, {"column": "sku", "op": "neq", "value": "x"}])
     export(settings.database_url, plan_export(request, registry, settings), io.BytesIO(), settings)
-print(sorted(m for m in ("pandas", "pyarrow.dataset") if m in sys.modules))
+print(sorted(m for m in ("pandas", "pyarrow.dataset", "psycopg") if m in sys.modules))
 """
 
 
-def test_an_export_in_a_fresh_process_loads_no_pandas(settings):
+def test_an_export_in_a_fresh_process_loads_neither_pandas_nor_psycopg(settings):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(
         [sys.executable, "-c", EXPORT, settings.database_url],
