@@ -95,6 +95,18 @@ def adbc_connect(url: str, statement_timeout_seconds: float | None = None) -> Ar
             # A kept connection the server ended after its check (a restart): take another.
 
 
+def connect_ahead(url: str) -> None:
+    """Open a reader connection to `url` on a thread and keep it for the first
+    adbc_connect, which waits for it rather than opening a second one (_clone's lock)."""
+
+    def connect() -> None:
+        # A failure is the first real connection's to report, with its context.
+        with contextlib.suppress(Exception):
+            adbc_release(adbc_connect(url))
+
+    threading.Thread(target=connect, name="exportflow-connect", daemon=True).start()
+
+
 def adbc_release(conn: ArrowConnection) -> None:
     """Keep a reader connection for the next export, or close it."""
     conninfo = conn.conninfo
@@ -177,3 +189,18 @@ def pooled(url: str) -> Iterator[psycopg.Connection]:
             idle.append(conn)
             return
     conn.close()
+
+
+def close_kept() -> None:
+    """Close every connection kept for reuse (a process about to exit)."""
+    with _kept_lock:
+        readers = [c for idle in _idle_readers.values() for c in idle]
+        readers += [base for base, _ in _kept.values()]
+        _idle_readers.clear()
+        _kept.clear()
+    with _idle_lock:
+        control = [c for idle in _idle.values() for c in idle]
+        _idle.clear()
+    for conn in [*readers, *control]:
+        with contextlib.suppress(Exception):
+            conn.close()

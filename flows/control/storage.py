@@ -14,6 +14,7 @@ from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 from flows.control.errors import StorageError
+from flows.control.local_files import WriteBehind
 from flows.control.settings import Settings
 from flows.control.storage_errors import FULL_ERRNOS, WritingFile, storage_error
 from flows.control.storage_keys import (
@@ -142,7 +143,7 @@ class Storage:
             raise storage_error(exc, "opening the file for writing") from exc
         try:
             try:
-                yield WritingFile(f)
+                yield WritingFile(WriteBehind(f))
             except OSError as exc:
                 # A writer that bypassed the wrapper (its fileno) ran out of room.
                 if exc.errno in FULL_ERRNOS:
@@ -296,7 +297,7 @@ def atomic_local_file(final: Path, tmp_dir: Path | None = None) -> Iterator[Bina
     tmp = tmp_dir / local_temp_name(final.name)
     try:
         with open(tmp, "wb") as f:
-            yield f
+            yield WriteBehind(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from flows.control.threads import IDLE_POOLS
 from flows.orchestration.automations import HEARTBEAT_SECONDS
 
 FLOW_RUN_ENV = {
@@ -19,6 +20,7 @@ FLOW_RUN_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "131072",
     "_RJEM_MALLOC_CONF": "dirty_decay_ms:100,muzzy_decay_ms:0",  # Polars' jemalloc
     "ARROW_DEFAULT_MEMORY_POOL": "system",
+    **IDLE_POOLS,
 }
 
 

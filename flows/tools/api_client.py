@@ -14,6 +14,7 @@ from urllib.parse import quote, unquote
 import httpx
 
 from flows.control.errors import ApiError, ApiUnavailable, ChecksumMismatch
+from flows.control.local_files import WriteBehind
 
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 TOKEN_HINT = (
@@ -148,7 +149,7 @@ def fetch_to_part(client: ApiClient, url: str, part: Path, size: int | None):
                     digest.update(block)
                     left -= len(block)
                 f.truncate()
-            copy_body(resp, f, digest, url)
+            copy_body(resp, WriteBehind(f), digest, url)
             f.flush()
             os.fsync(f.fileno())
         return attachment_name(resp), digest.hexdigest()

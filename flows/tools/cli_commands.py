@@ -139,13 +139,18 @@ def request_data(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_export(args: argparse.Namespace) -> int:
     """Check request and output, then stream the rows to a file or stdout (or count them)."""
     with loading():
+        settings = load_settings()
+        if settings.database_url:
+            # The first connection (round trips, the server's type catalog: ~40 ms) opens
+            # while the rest loads.
+            from flows.control.connections import connect_ahead
+
+            connect_ahead(settings.database_url)
         from flows.control.bootstrap import bootstrap
         from flows.datapath.engine import count_rows, export
         from flows.datapath.request import parse_request, plan_export
         from flows.datapath.writers import file_extension
         from flows.tools.cli_output import ProgressBar, check_output, write_output
-
-        settings = load_settings()
     request = parse_request(request_data(args))
     if not args.count:
         name = f"{request.module}.{file_extension(request)}"
@@ -156,12 +161,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.count:
         print(count_rows(url, plan))
         return 0
-    bar = ProgressBar()
+    # A bar redrawn in place means something on a terminal only; elsewhere (a script, a
+    # log) it would be noise, and the count behind its total a query for nobody.
+    bar = ProgressBar() if sys.stderr.isatty() else None
     # Nothing records a CLI file's sha256: it is not computed.
     result = write_output(
         target, lambda sink: export(url, plan, sink, settings, bar, digest=False), bar
     )
-    bar(result.rows, result.rows, final=True)
+    if bar is not None:
+        bar(result.rows, result.rows, final=True)
     where = "standard output" if target is None else target
     print(f"wrote {result.rows:,} rows, {result.bytes:,} bytes to {where}", file=sys.stderr)
     return 0

@@ -124,13 +124,14 @@ def output_error(exc: OSError, path: Path | None) -> ExportflowError:
     return StorageError(f"cannot write {where}: {exc.strerror or exc}")
 
 
-def write_output(path: Path | None, write: Callable[[BinaryIO], T], bar: ProgressBar) -> T:
+def write_output(path: Path | None, write: Callable[[BinaryIO], T], bar: ProgressBar | None) -> T:
     """`write(sink)` into the output; a failed write becomes an error saying what to change."""
     try:
         with open_output(path) as sink:
             return write(sink)
     except BaseException as exc:
-        bar.end()
+        if bar is not None:
+            bar.end()
         if isinstance(exc, OSError):
             raise output_error(exc, path) from None
         raise

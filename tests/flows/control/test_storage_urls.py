@@ -75,7 +75,9 @@ def test_host_form_writes_under_the_data_dir_not_the_filesystem_root(tmp_path: P
     assert all(key.startswith("tmp/3f1c1c43-") for key, _ in store.list_temporary())
 
 
-def test_default_folder_with_a_space_is_decoded(tmp_path: Path):
+def test_default_folder_with_a_space_is_decoded(tmp_path: Path, monkeypatch):
+    # The default store: no storage URL, whatever a session fixture put in the environment.
+    monkeypatch.delenv("EXPORTFLOW_STORAGE_URL", raising=False)
     data = tmp_path / "my data"
     settings = Settings(_env_file=None, data_dir=data)
     assert "%20" in settings.resolved_storage_url

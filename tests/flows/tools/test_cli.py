@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
+import pty
 import zipfile
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from tests.flows.tools.cli_run import exportflow
 MIGRATIONS = Path(__file__).resolve().parents[3] / "flows" / "control" / "migrations"
 
 
-def test_export_writes_file_and_shows_progress(cli_env, tmp_path: Path):
+def test_export_writes_file_and_says_what_it_wrote(cli_env, tmp_path: Path):
     out = tmp_path / "products.csv"
     run = exportflow(
         cli_env,
@@ -30,13 +33,32 @@ def test_export_writes_file_and_shows_progress(cli_env, tmp_path: Path):
         str(out),
     )
     assert run.returncode == 0, run.stderr
-    assert "900/900 rows 100.0%" in run.stderr and "rows/s" in run.stderr
+    # stderr is no terminal here: one line, no progress bar redrawn into a log.
+    assert run.stderr == f"wrote 900 rows, {out.stat().st_size:,} bytes to {out}\n"
     with out.open(newline="", encoding="utf-8-sig") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["ID", "SKU"] and rows[1] == ["1", "00000001"] and len(rows) == 901
     assert [p.name for p in tmp_path.iterdir()] == ["products.csv", "data"] or len(
         list(tmp_path.glob("*.part"))
     ) == 0
+
+
+def test_export_shows_progress_on_a_terminal(cli_env, tmp_path: Path):
+    out = tmp_path / "products.csv"
+    terminal, stderr = pty.openpty()
+    with os.fdopen(terminal, "rb", buffering=0) as screen:
+        run = exportflow(
+            cli_env, "export", "products", "--filter", "id:lte:900", "-o", str(out), stderr=stderr
+        )
+        os.close(stderr)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once everything written has been read
+            while block := screen.read(4096):
+                shown += block
+    assert run.returncode == 0
+    text = shown.decode()
+    assert "900/900 rows 100.0%" in text and "rows/s" in text, text
+    assert text.rstrip().endswith(f"wrote 900 rows, {out.stat().st_size:,} bytes to {out}")
 
 
 @pytest.mark.parametrize(
