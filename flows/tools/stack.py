@@ -52,7 +52,10 @@ def serve_deployments(settings: Settings) -> None:
     apply_flow_run_env()  # inherited by every flow-run process `serve` starts
     # A slot each for cleanup, reconcile and a scheduled firing beside the exports: a crash
     # is resumed, and a schedule fires, even while every export slot is taken.
-    serve(*served, limit=settings.export_concurrency + 3)
+    # Polled twice a second, not Prefect's once (whole seconds only through its setting):
+    # a run parked at the export limit asks for its slot again on each poll, so a queued
+    # export waits ~0.25 s less, on average, after a slot frees; a poll is one indexed query.
+    serve(*served, limit=settings.export_concurrency + 3, query_seconds=0.5)
 
 
 def _url_host(host: str) -> str:
