@@ -206,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
 
 def console() -> None:
     """The `exportflow` console script."""
-    os.environ.update(IDLE_POOLS)
+    for name, value in IDLE_POOLS.items():
+        os.environ.setdefault(name, value)
     args = build_parser().parse_args()
     code = run(args)
     if getattr(args, "quick_exit", False):

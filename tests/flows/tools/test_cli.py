@@ -6,6 +6,7 @@ import contextlib
 import csv
 import os
 import pty
+import socket
 import zipfile
 from pathlib import Path
 
@@ -59,6 +60,18 @@ def test_export_shows_progress_on_a_terminal(cli_env, tmp_path: Path):
     text = shown.decode()
     assert "900/900 rows 100.0%" in text and "rows/s" in text, text
     assert text.rstrip().endswith(f"wrote 900 rows, {out.stat().st_size:,} bytes to {out}")
+
+
+def test_an_unreachable_database_is_a_clear_error_and_no_file(cli_env, tmp_path: Path):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {**cli_env, "EXPORTFLOW_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/x"}
+    out = tmp_path / "products.csv"
+    run = exportflow(env, "export", "products", "-o", str(out))
+    assert run.returncode == 2
+    assert run.stderr.startswith("error [source_unavailable]: "), run.stderr
+    assert not out.exists() and not list(tmp_path.glob(".products.csv.*"))
 
 
 @pytest.mark.parametrize(
