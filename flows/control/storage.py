@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from flows.control.errors import StorageError
 from flows.control.local_files import WriteBehind
 from flows.control.settings import Settings
-from flows.control.storage_errors import FULL_ERRNOS, WritingFile, storage_error
+from flows.control.storage_errors import FULL_ERRNOS, ReadingFile, WritingFile, storage_error
 from flows.control.storage_keys import (
     PARTS_DIR,
     TMP_DIR,
@@ -245,7 +245,8 @@ class Storage:
     def open_read(self, key: str) -> BinaryIO:
         """The file under `key`, for reading (seekable)."""
         path = self.path(key)
-        return self._call("opening the file for reading", lambda: self.fs.open(path, "rb"))
+        f = self._call("opening the file for reading", lambda: self.fs.open(path, "rb"))
+        return ReadingFile(f)
 
     def sign(self, key: str, expires_in: int, filename: str | None = None) -> str:
         """A download link valid for `expires_in` seconds (local links: ConfigError when the

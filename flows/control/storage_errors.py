@@ -96,25 +96,43 @@ def storage_error(exc: BaseException, doing: str) -> ExportflowError:
     return StorageError(f"storage refused the request while {doing}", detail)
 
 
-class WritingFile:
-    """The file being written; its failures surface as storage errors (full, transient...)."""
+class _Classified:
+    """A stored file whose failures surface as storage errors (full, transient...)."""
 
     def __init__(self, f) -> None:
         self._f = f
 
-    def write(self, data) -> int:
-        """Write `data` (S3: a full block is uploaded as one part)."""
+    def _call(self, doing: str, fn, *args):
         try:
-            return self._f.write(data)
+            return fn(*args)
         except Exception as exc:
-            raise storage_error(exc, "writing the file") from exc
+            raise storage_error(exc, doing) from exc
 
-    def flush(self) -> None:
-        """Flush the buffer (S3: upload it if it holds a full block)."""
-        try:
-            self._f.flush()
-        except Exception as exc:
-            raise storage_error(exc, "writing the file") from exc
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._f.close()
 
     def __getattr__(self, name: str):
         return getattr(self._f, name)
+
+
+class WritingFile(_Classified):
+    """The file being written."""
+
+    def write(self, data) -> int:
+        """Write `data` (S3: a full block is uploaded as one part)."""
+        return self._call("writing the file", self._f.write, data)
+
+    def flush(self) -> None:
+        """Flush the buffer (S3: upload it if it holds a full block)."""
+        self._call("writing the file", self._f.flush)
+
+
+class ReadingFile(_Classified):
+    """A stored file being read (S3: each read may be a ranged GET)."""
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes, all that is left by default."""
+        return self._call("reading the file", self._f.read, size)

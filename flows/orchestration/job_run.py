@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from flows.control.errors import ExportflowError, Superseded
+from flows.control.errors import ExportflowError, StorageError, StorageUnavailable, Superseded
 from flows.control.jobs import ACTIVE, Job
 from flows.datapath.engine import ExportResult
 from flows.orchestration.checkpoint import (
@@ -34,7 +34,12 @@ def end_job(rt: Runtime, job_id: str, status: str, code: str, message: str, atte
     nothing removed, when the job had already ended or belongs to another attempt."""
     if rt.jobs.finish(job_id, status, code, message, attempt) is None:
         return False
-    remove_job_files(rt, job_id)
+    try:
+        remove_job_files(rt, job_id)
+    except (StorageError, StorageUnavailable) as exc:
+        # The job has ended either way (its status is the user's answer); the cleanup
+        # flow removes a job's leftover chunk files once storage answers again.
+        log.warning("job %s ended %s; its files stay until cleanup: %s", job_id, status, exc)
     return True
 
 

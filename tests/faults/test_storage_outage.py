@@ -6,14 +6,16 @@ import time
 
 import pytest
 
+from flows.control.errors import StorageUnavailable, is_transient
 from tests.faults.conftest import ROWS, start_export
 from tests.flows.helpers import RUN_TIMEOUT, stored
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow]
+pytestmark = pytest.mark.faults
 
 OUTAGE_SECONDS = 30
 
 
+@pytest.mark.slow
 def test_s3_down_for_30_s_mid_export_completes_with_nothing_left_behind(own_s3, own_rt_s3):
     rt = own_rt_s3
     job, expected, run = start_export(rt)
@@ -39,3 +41,19 @@ def test_s3_down_for_30_s_mid_export_completes_with_nothing_left_behind(own_s3, 
     assert names == [done.file_key]
     uploads = client.list_multipart_uploads(Bucket=own_s3.server.bucket, Prefix=root)
     assert uploads.get("Uploads", []) == []
+
+
+def test_a_stored_file_read_while_s3_is_down_is_a_transient_storage_error(own_s3, own_rt_s3):
+    # The flow writes the file from its stored chunks: a failed read must be a fault it
+    # pauses and resumes after, not an unknown error that fails the export at once.
+    storage = own_rt_s3.storage
+    with storage.open_write("tmp/probe/chunk-000000") as f:
+        f.write(b"x" * 1000)
+    with storage.open_read("tmp/probe/chunk-000000") as src:
+        own_s3.stop()
+        try:
+            with pytest.raises(StorageUnavailable, match="while reading the file") as raised:
+                src.read(100)
+        finally:
+            own_s3.start()
+    assert is_transient(raised.value)
