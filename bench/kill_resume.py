@@ -18,6 +18,7 @@ data dir; with it, it uses that running stack (which must use the same database)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -40,6 +41,7 @@ from flows.control.migrate import migrate  # noqa: E402
 from flows.control.registry import load_checked_registry  # noqa: E402
 from flows.control.settings import DEMO_DATASETS, Settings  # noqa: E402
 from flows.datapath.request import ExportRequest, plan_export  # noqa: E402
+from flows.orchestration.forked_runs import process_of  # noqa: E402
 
 MIB = 1024 * 1024
 KILL_POINTS = (0.25, 0.5, 0.9)
@@ -90,16 +92,20 @@ def start_stack(db_url: str, data: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}/api"
 
 
-def flow_run_process(run_id: str) -> psutil.Process | None:
-    """The process running this flow run (the runner/worker sets PREFECT__FLOW_RUN_ID)."""
+def flow_run_process(run_id: str, serve_log: Path | None) -> psutil.Process | None:
+    """The process running this flow run: the one serve forked, as its log names it, or a
+    worker's `python -m prefect.engine` (it carries PREFECT__FLOW_RUN_ID)."""
+    if serve_log is not None:
+        text = serve_log.read_text(errors="replace") if serve_log.exists() else ""
+        with contextlib.suppress(psutil.Error):
+            return psutil.Process(pid) if (pid := process_of(text, run_id)) else None
+        return None
     for p in psutil.process_iter(["cmdline"]):
-        try:
+        with contextlib.suppress(psutil.Error):
             if "prefect.engine" in (p.info["cmdline"] or []) and (
                 p.environ().get("PREFECT__FLOW_RUN_ID") == run_id
             ):
                 return p
-        except psutil.Error:
-            continue
     return None
 
 
@@ -115,7 +121,8 @@ def peak_rss(p: psutil.Process) -> int:
 
 
 class Bench:
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, serve_log: Path | None = None) -> None:
+        self.serve_log = serve_log  # None: the runs are workers'
         self.jobs = JobStore(db_url)
         self.registry = load_checked_registry(DEMO_DATASETS, db_url)
 
@@ -143,7 +150,7 @@ class Bench:
                 if running_after is None and client.read_flow_run(run_id).state.is_running():
                     running_after = now - started
                 if proc is None or not proc.is_running():
-                    proc = flow_run_process(run_id)
+                    proc = flow_run_process(run_id, self.serve_log)
                 if proc is not None:
                     peak = max(peak, peak_rss(proc))
                 current = self.jobs.get(job.id)
@@ -200,7 +207,7 @@ def main() -> int:
         log(f"stack up at {api}")
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    bench = Bench(db_url)
+    bench = Bench(db_url, Path(tmp.name) / "logs" / "serve.log" if tmp else None)
     lines = []
     try:
         with temporary_settings(updates={PREFECT_API_URL: api}):

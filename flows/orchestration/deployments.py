@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prefect import Flow
 from prefect.types.entrypoint import EntrypointType
 
 from flows.control.settings import Settings
@@ -19,35 +20,40 @@ NAMES = (
 )
 
 
-def deployments(settings: Settings) -> list:
-    """export (concurrency-limited), cleanup (cron), reconcile (on an export's crash) and
-    scheduled-export (the users' schedules), by module path so they load from any working
-    directory."""
+def specs(settings: Settings) -> list[tuple[Flow, dict]]:
+    """(flow, deployment options) of export (concurrency-limited), cleanup (cron), reconcile
+    (on an export's crash) and scheduled-export (the users' schedules), by module path so
+    they load from any working directory."""
     by_module = EntrypointType.MODULE_PATH
     return [
-        export_flow.to_deployment(
+        (export_flow, dict(
             name="export",
             concurrency_limit=settings.export_concurrency,
             entrypoint_type=by_module,
             description="One background export job (parameter: job_id).",
-        ),
-        cleanup_flow.to_deployment(
+        )),
+        (cleanup_flow, dict(
             name="cleanup",
             cron=settings.cleanup_cron,
             entrypoint_type=by_module,
             description="Expired files, orphaned parts, crashed runs, failure-rate alert.",
-        ),
-        reconcile_flow.to_deployment(
+        )),
+        (reconcile_flow, dict(
             name="reconcile",
             triggers=[reconcile_trigger()],
             entrypoint_type=by_module,
             description="Resubmits crashed exports at once; started by their Crashed event.",
-        ),
+        )),
         # No schedules given: re-applying keeps the users' (they all carry slugs), which
         # prefect_schedules.sync then checks against export_schedules.
-        scheduled_export.to_deployment(
+        (scheduled_export, dict(
             name="scheduled-export",
             entrypoint_type=by_module,
             description="One firing of a user's scheduled export (parameter: schedule_id).",
-        ),
-    ]
+        )),
+    ]  # fmt: skip
+
+
+def deployments(settings: Settings) -> list:
+    """The deployments of `specs`."""
+    return [flow.to_deployment(**options) for flow, options in specs(settings)]

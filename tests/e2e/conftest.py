@@ -24,6 +24,7 @@ from flows.control.jobs import FINAL, JobStore
 from flows.control.registry import load_checked_registry
 from flows.control.settings import DEMO_DATASETS, Settings
 from flows.control.storage import Storage
+from flows.orchestration.forked_runs import process_of
 from flows.orchestration.runtime import Runtime
 from flows.tools.prefect_db import asyncpg_url
 
@@ -79,16 +80,12 @@ class Stack:
             return []
 
     def flow_run_process(self, run_id) -> psutil.Process | None:
-        """The process the serve runner started for this flow run."""
-        for p in self.processes():
-            try:
-                if "prefect.engine" in p.cmdline() and (
-                    p.environ().get("PREFECT__FLOW_RUN_ID") == str(run_id)
-                ):
-                    return p
-            except psutil.Error:
-                continue
-        return None
+        """The process serve forked for this flow run, as its log names it."""
+        serve_log = self.log.parent / "logs" / "serve.log"
+        if not serve_log.exists():
+            return None
+        pid = process_of(serve_log.read_text(errors="replace"), run_id)
+        return next((p for p in self.processes() if p.pid == pid), None)
 
     def job_final(self, job_id, timeout: float = 120):
         """Wait until the job row reaches a final status."""

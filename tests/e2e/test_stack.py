@@ -27,6 +27,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.states import Cancelling
 
 from flows.orchestration.automations import (
@@ -49,6 +50,16 @@ def started_processing(stack, job_id) -> None:
         timeout=60,
         every=0.05,
     )
+
+
+def heartbeats(run_id) -> int:
+    """How many heartbeats the flow run has sent."""
+    sent = EventFilter(
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+    )
+    with get_client(sync_client=True) as client:
+        return client.read_events(filter=sent).total
 
 
 def run_logs(run_id) -> list[str]:
@@ -84,6 +95,9 @@ def test_submitted_job_runs_to_completed_file(stack, fmt):
     wait_for("the run's finished-export record", lambda: any(
         f"export {job.id} completed: 2000 rows" in m for m in run_logs(run.id)
     ), 30, every=0.5)  # fmt: skip
+    # Its process got the heartbeat setting, without which the silent-run automation
+    # would crash any export running longer than 90 s.
+    wait_for("the run's heartbeat", lambda: heartbeats(run.id), 30, every=0.5)
 
 
 def demo_headers(stack) -> dict[str, str]:
