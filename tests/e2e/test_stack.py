@@ -59,7 +59,7 @@ def heartbeats(run_id) -> int:
         resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
     )
     with get_client(sync_client=True) as client:
-        return client.read_events(filter=sent).total
+        return client.read_events(filter=sent, limit=1).total
 
 
 def run_logs(run_id) -> list[str]:
