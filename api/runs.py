@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -24,6 +25,9 @@ READ_TIMEOUT_SECONDS = 3.0
 WRITE_TIMEOUT_SECONDS = 10.0
 CANCEL_MESSAGE = "cancelled by request"
 STATES_KEPT = 10_000
+# A cached state past cache_seconds is still answered, and a newer one read behind it,
+# until it is this many times as old; older, the poll waits for Prefect.
+STALE_FACTOR = 10
 
 
 class Orchestrator:
@@ -42,6 +46,7 @@ class Orchestrator:
         # a handful of times in its life, while its progress comes from the row each time.
         self.cache_seconds = cache_seconds
         self._states: dict[uuid.UUID, tuple[float, State | None]] = {}
+        self._refreshing: dict[uuid.UUID, asyncio.Task] = {}
 
     @contextlib.asynccontextmanager
     async def kept_open(self) -> AsyncIterator[None]:
@@ -84,18 +89,36 @@ class Orchestrator:
             raise failure
 
     async def read_state(self, flow_run_id: uuid.UUID) -> State | None:
-        """The run's state, at most cache_seconds old; None when Prefect does not know the
+        """The run's state, at most cache_seconds old, or up to STALE_FACTOR times that
+        while a newer one is read behind the answer; None when Prefect does not know the
         run or cannot be reached."""
-        now = time.monotonic()
         seen = self._states.get(flow_run_id)
-        if seen is not None and now - seen[0] < self.cache_seconds:
-            return seen[1]
+        if seen is not None and self.cache_seconds > 0:
+            age = time.monotonic() - seen[0]
+            if age < self.cache_seconds:
+                return seen[1]
+            if age < self.cache_seconds * STALE_FACTOR:
+                # Under load Prefect's answer took up to ~100 ms: polls do not wait for it.
+                self._refresh_behind(flow_run_id)
+                return seen[1]
+        return await self._refresh(flow_run_id)
+
+    async def _refresh(self, flow_run_id: uuid.UUID) -> State | None:
+        now = time.monotonic()
         state = await self._read_state(flow_run_id)
         if self.cache_seconds > 0:
             if len(self._states) >= STATES_KEPT:
                 self._states.clear()  # many runs polled at once: start again, stay bounded
             self._states[flow_run_id] = (now, state)
         return state
+
+    def _refresh_behind(self, flow_run_id: uuid.UUID) -> None:
+        """Read the run's state on a task of its own, once at a time per run."""
+        if flow_run_id in self._refreshing:
+            return
+        task = asyncio.get_running_loop().create_task(self._refresh(flow_run_id))
+        self._refreshing[flow_run_id] = task  # held until done: the loop keeps weak refs
+        task.add_done_callback(lambda _: self._refreshing.pop(flow_run_id, None))
 
     async def _read_state(self, flow_run_id: uuid.UUID) -> State | None:
         try:

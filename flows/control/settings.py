@@ -131,7 +131,10 @@ class Settings(BaseSettings):
         "INFO", pattern=r"(?i)^(debug|info|warning|error)$", description="Least severe level kept."
     )
     run_state_cache_seconds: float = Field(
-        1.0, ge=0, description="How old a run's Prefect state a status poll may report."
+        1.0,
+        ge=0,
+        description="How old a run's Prefect state a status poll may report (up to 10x while"
+        " a newer one is read behind the answer).",
     )
     max_body_bytes: int = Field(
         1 << 20, ge=1, description="Largest request body the API reads; a larger one is a 413."

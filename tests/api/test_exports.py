@@ -10,8 +10,10 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import Pending, Running, Scheduled
 
+from api.runs import STALE_FACTOR
 from flows.control.database import pg_connect
 from tests.api.conftest import completed_job, new_job, user_id
+from tests.e2e.conftest import wait_for
 
 DATA = b"id,name\r\n1,a\r\n2,b\r\n3,c\r\n"
 
@@ -227,7 +229,26 @@ def test_a_state_change_shows_once_the_cached_state_is_a_second_old(client, rt, 
     # Several polls a second cost one read of Prefect; the row's progress is read each time.
     assert poll() == "Pending"
     time.sleep(client.app.state.services.settings.run_state_cache_seconds)
-    assert poll() == "Running"
+    # The first poll after that answers from the cache at once and reads Prefect behind it.
+    assert poll() == "Pending"
+    wait_for("the new state", lambda: poll() == "Running", timeout=5, every=0.05)
+
+
+def test_a_state_older_than_its_stale_limit_is_read_before_answering(
+    create_app, api_settings, rt, user, harness
+):
+    from fastapi.testclient import TestClient
+
+    uid, headers = user
+    job, run_id = with_run(rt, uid, Pending())
+    settings = api_settings.model_copy(update={"run_state_cache_seconds": 0.05})
+    with TestClient(create_app(settings, rt=rt)) as c:
+        poll = lambda: c.get(f"/api/exports/{job.id}", headers=headers).json()["stateName"]  # noqa: E731
+        assert poll() == "Pending"
+        with get_client(sync_client=True) as pc:
+            pc.set_flow_run_state(run_id, Running(), force=True)
+        time.sleep(0.05 * STALE_FACTOR)
+        assert poll() == "Running"
 
 
 def test_prefect_unreachable_reports_the_row(create_app, api_settings, rt, user, harness):
