@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flows.control.settings import get_settings
-from flows.tools.stack import serve_deployments
+from flows.tools.serve import serve_deployments
 
 if __name__ == "__main__":
     serve_deployments(get_settings())

@@ -306,7 +306,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the export and cleanup deployments from this process."""
     from flows.control.bootstrap import connect_and_migrate
-    from flows.tools.stack import serve_deployments
+    from flows.tools.serve import serve_deployments
 
     settings = load_settings()
     connect_and_migrate(settings, announce_embedded)
