@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from api.deps import CallerDep, Services, ServicesDep
@@ -18,6 +18,7 @@ from api.status import export_status
 from flows.control.errors import JobNotFound
 from flows.control.jobs import ACTIVE, Job
 from flows.orchestration.job_run import end_job, remove_job_files
+from flows.orchestration.notify_task import notify
 
 ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
 router = APIRouter(tags=["exports"], responses=ERRORS)
@@ -96,6 +97,7 @@ async def delete_export(
     job_id: uuid.UUID,
     request: Request,
     response: Response,
+    background: BackgroundTasks,
     services: ServicesDep,
     caller: CallerDep,
 ) -> ExportStatus:
@@ -105,8 +107,9 @@ async def delete_export(
         stopping = job.flow_run_id is not None and await services.runs.cancel_run(job.flow_run_id)
         if stopping:
             response.status_code = 202  # the flow's hook ends the job and removes its files
-        else:
-            await to_thread.run_sync(_end_cancelled, services, job)
+        elif await to_thread.run_sync(_end_cancelled, services, job):
+            # No run will tell the owner: their notifications go out after this answer.
+            background.add_task(notify, services.rt, str(job.id), as_tasks=False)
     elif job.status == "completed":
         await to_thread.run_sync(_expire, services, job)
     job = await to_thread.run_sync(services.jobs.get_owned, job_id, caller.user_id)
@@ -152,9 +155,10 @@ def link_export(job_id: uuid.UUID, response: Response, services: ServicesDep, ca
     return DownloadLink(url=url, filename=friendly_name(job), expires_at=expires_at)
 
 
-def _end_cancelled(services: Services, job: Job) -> None:
-    """End a job that has no live run to do it (never submitted, or its run never started)."""
-    end_job(services.rt, str(job.id), "cancelled", "cancelled", "cancelled by request")
+def _end_cancelled(services: Services, job: Job) -> bool:
+    """End a job that has no live run to do it (never submitted, or its run never started);
+    False when it had ended meanwhile."""
+    return end_job(services.rt, str(job.id), "cancelled", "cancelled", "cancelled by request")
 
 
 def _expire(services: Services, job: Job) -> None:

@@ -9,9 +9,13 @@ import jwt
 import psycopg
 import pytest
 from prefect.client.orchestration import get_client
+from pydantic import SecretStr
 
+from flows.control.webhooks import SIGNATURE_HEADER, verify
 from flows.orchestration.export_flow import export_flow
 from tests.api.conftest import JWT_SECRET
+from tests.e2e.conftest import wait_for
+from tests.flows.helpers import new_job
 
 PERMS = ["products:read"]
 ONE_ROW = {"scope": "selected", "selectedIds": [1]}
@@ -125,3 +129,28 @@ def _run_id(api_settings, user: str):
         return conn.execute(
             "SELECT flow_run_id FROM export_jobs WHERE user_id = %s", (user,)
         ).fetchone()[0]
+
+
+def test_an_export_cancelled_before_its_run_started_notifies_its_webhook(
+    client, api_settings, rt, user, ca_file, webhook_receiver, monkeypatch
+):
+    # No run will ever end this job, so the API itself tells the owner.
+    for name, value in {
+        "webhook_allowed_hosts": ["localhost"],
+        "webhook_allow_private_addresses": True,
+        "webhook_secret": SecretStr("whsec-api-test"),
+        "notify_ca_file": ca_file,
+        "notify_retry_delays": [0.1],
+    }.items():
+        monkeypatch.setattr(rt.settings, name, value)
+    job = new_job(rt, user, notify={"webhook": webhook_receiver.url()})
+    resp = client.delete(f"/api/exports/{job.id}", headers=bearer(user))
+    assert (resp.status_code, resp.json()["status"]) == (200, "cancelled"), resp.text
+    wait_for("the webhook", lambda: webhook_receiver.received, timeout=10, every=0.05)
+    [got] = webhook_receiver.received
+    assert verify(got.body, got.headers[SIGNATURE_HEADER], "whsec-api-test")
+    assert got.json()["event"] == "export.cancelled"
+    assert got.json()["job"]["id"] == str(job.id)
+    # Cancelling again ends nothing, so nothing is sent twice.
+    assert client.delete(f"/api/exports/{job.id}", headers=bearer(user)).status_code == 200
+    assert len(webhook_receiver.received) == 1
