@@ -118,7 +118,19 @@ class Orchestrator:
             return
         task = asyncio.get_running_loop().create_task(self._refresh(flow_run_id))
         self._refreshing[flow_run_id] = task  # held until done: the loop keeps weak refs
-        task.add_done_callback(lambda _: self._refreshing.pop(flow_run_id, None))
+        task.add_done_callback(lambda t: self._refreshed(flow_run_id, t))
+
+    def _refreshed(self, flow_run_id: uuid.UUID, task: asyncio.Task) -> None:
+        if self._refreshing.get(flow_run_id) is task:  # not a later read that replaced it
+            del self._refreshing[flow_run_id]
+
+    def _forget(self, flow_run_id: uuid.UUID) -> None:
+        """Drop the run's cached state and stop a read of it still under way, which began
+        before the change that makes it stale and must not be cached after it."""
+        self._states.pop(flow_run_id, None)
+        running = self._refreshing.pop(flow_run_id, None)
+        if running is not None:
+            running.cancel()
 
     async def _read_state(self, flow_run_id: uuid.UUID) -> State | None:
         try:
@@ -134,7 +146,7 @@ class Orchestrator:
     async def cancel_run(self, flow_run_id: uuid.UUID) -> bool:
         """Cancel the run; True when it is Cancelling and its flow's hook will end the job."""
         # False (never started, already ended, unknown): the caller ends the job itself.
-        self._states.pop(flow_run_id, None)  # the next poll sees the cancellation
+        self._forget(flow_run_id)  # the next poll sees the cancellation
         try:
             with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
                 async with self.client() as client:

@@ -96,9 +96,8 @@ def flow_run_process(run_id: str, serve_log: Path | None) -> psutil.Process | No
     """The process running this flow run: the one serve forked, as its log names it, or a
     worker's `python -m prefect.engine` (it carries PREFECT__FLOW_RUN_ID)."""
     if serve_log is not None:
-        text = serve_log.read_text(errors="replace") if serve_log.exists() else ""
         with contextlib.suppress(psutil.Error):
-            return psutil.Process(pid) if (pid := process_of(text, run_id)) else None
+            return psutil.Process(pid) if (pid := process_of(serve_log, run_id)) else None
         return None
     for p in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):

@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import prefect.flow_engine as engine
@@ -116,7 +117,8 @@ def install() -> None:
     direct_starter.run_flow_in_subprocess = run_flow_in_forked_process
 
 
-def process_of(serve_log: str, run_id: object) -> int | None:
-    """The pid serve's log names for flow run `run_id`, None if it names none."""
-    found = re.findall(re.escape(STARTED.format(run_id, "")) + r"(\d+)", serve_log)
+def process_of(serve_log: Path, run_id: object) -> int | None:
+    """The pid serve's log file names for flow run `run_id`, None if it names none yet."""
+    text = serve_log.read_text(errors="replace") if serve_log.exists() else ""
+    found = re.findall(re.escape(STARTED.format(run_id, "")) + r"(\d+)", text)
     return int(found[-1]) if found else None

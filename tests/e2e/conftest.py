@@ -81,10 +81,7 @@ class Stack:
 
     def flow_run_process(self, run_id) -> psutil.Process | None:
         """The process serve forked for this flow run, as its log names it."""
-        serve_log = self.log.parent / "logs" / "serve.log"
-        if not serve_log.exists():
-            return None
-        pid = process_of(serve_log.read_text(errors="replace"), run_id)
+        pid = process_of(self.log.parent / "logs" / "serve.log", run_id)
         return next((p for p in self.processes() if p.pid == pid), None)
 
     def job_final(self, job_id, timeout: float = 120):
